@@ -1,0 +1,14 @@
+"""mae_seg: MAE-pretrained Vision Transformers for semantic segmentation in MMSegmentation.
+
+Importing the package registers its modules in mmseg's registries; configs pull it in with
+``custom_imports = dict(imports=['mae_seg'], allow_failed_imports=False)``.
+"""
+
+from .compat import allow_mmengine_checkpoints
+from .engine import MAELayerDecayOptimizerConstructor
+from .models import MAEViT
+from .version import __version__
+
+allow_mmengine_checkpoints()
+
+__all__ = ['MAELayerDecayOptimizerConstructor', 'MAEViT', '__version__']

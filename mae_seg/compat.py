@@ -1,0 +1,70 @@
+"""Shims for running the OpenMMLab 1.x stack on current PyTorch, each one explained.
+
+Only what is needed and nothing global beyond it: importing :mod:`mae_seg` calls
+:func:`allow_mmengine_checkpoints` once.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+
+__all__ = ['allow_mmengine_checkpoints', 'mmengine_checkpoint_globals']
+
+
+def _history_buffer_getattr(owner: Any, name: str) -> Any:
+    """Stand-in for ``builtins.getattr`` while unpickling with ``weights_only=True``.
+
+    mmengine pickles ``HistoryBuffer._statistics_methods`` (functions such as
+    ``HistoryBuffer.mean``), which pickle encodes as ``getattr(HistoryBuffer, 'mean')``.
+    Allowing the real ``getattr`` would let a crafted file reach any attribute of any
+    allowed object; this one resolves only statistics methods of ``HistoryBuffer``.
+    """
+    if owner is HistoryBuffer and callable(getattr(HistoryBuffer, name, None)):
+        if not name.startswith('_'):
+            return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({owner!r}, {name!r}) while loading a checkpoint with '
+        'weights_only=True: only HistoryBuffer statistics methods are allowed'
+    )
+
+
+def _numpy_globals() -> list[Any]:
+    """numpy objects that mmengine's message hub stores (arrays and scalars).
+
+    They are registered under both the numpy 2 (``numpy._core``) and the numpy 1
+    (``numpy.core``) names, so checkpoints written with either load.
+    """
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    entries: list[Any] = [np.ndarray, np.dtype]
+    for function in (multiarray._reconstruct, multiarray.scalar):
+        for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+            entries.append((function, f'{module}.{function.__name__}'))
+    # numpy >= 1.25 may pickle a dtype through its class (numpy.dtypes.Float64DType).
+    entries.extend(type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDUS')
+    return entries
+
+
+def mmengine_checkpoint_globals() -> list[Any]:
+    """The exact globals beyond plain tensors that mmengine 0.10 writes into a checkpoint.
+
+    ``message_hub`` holds :class:`HistoryBuffer` objects with numpy arrays and scalars and
+    the bound statistics methods (see :func:`_history_buffer_getattr`).
+    """
+    return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'), *_numpy_globals()]
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Let ``torch.load(..., weights_only=True)`` read checkpoints that mmengine writes.
+
+    torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 calls
+    ``torch.load`` without the argument, so resuming (``--resume``) or ``load_from`` of
+    its own checkpoints fails. Instead of switching the check off, which would let a
+    crafted ``.pth`` run code, the few types mmengine writes are allow-listed.
+    """
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(mmengine_checkpoint_globals())

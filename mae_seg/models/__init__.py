@@ -1,0 +1,3 @@
+from .backbones import MAEViT
+
+__all__ = ['MAEViT']

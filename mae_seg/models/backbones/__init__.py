@@ -1,0 +1,3 @@
+from .mae_vit import MAEViT
+
+__all__ = ['MAEViT']

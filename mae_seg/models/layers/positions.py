@@ -1,0 +1,129 @@
+"""Position geometry for ViT backbones: relative position indices and resizing of position
+parameters to another token grid. Pure functions, no module state.
+
+A relative position bias table follows BEiT's layout: ``(2*H-1) * (2*W-1)`` entries for
+token-to-token offsets, then three for cls-to-token, token-to-cls and cls-to-cls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    'NUM_CLS_ENTRIES',
+    'relative_position_index',
+    'rel_pos_table_size',
+    'rel_pos_grid_from_table_size',
+    'resize_rel_pos_bias_table',
+    'resize_abs_pos_embed',
+]
+
+Grid = tuple[int, int]
+
+NUM_CLS_ENTRIES = 3
+
+
+def rel_pos_table_size(grid: Grid) -> int:
+    """Number of rows of a relative position bias table for a token grid ``(H, W)``."""
+    return (2 * grid[0] - 1) * (2 * grid[1] - 1) + NUM_CLS_ENTRIES
+
+
+def rel_pos_grid_from_table_size(num_rows: int) -> Grid:
+    """The square token grid whose relative position table has ``num_rows`` rows.
+
+    Raises:
+        ValueError: if no square grid gives that many rows.
+    """
+    side = math.isqrt(num_rows - NUM_CLS_ENTRIES)
+    if side * side != num_rows - NUM_CLS_ENTRIES or side % 2 == 0:
+        raise ValueError(
+            f'a relative position bias table with {num_rows} rows does not belong to a '
+            'square token grid'
+        )
+    return ((side + 1) // 2,) * 2
+
+
+def relative_position_index(grid: Grid) -> torch.Tensor:
+    """Index into the bias table for every (query, key) pair of ``1 + H*W`` tokens.
+
+    Args:
+        grid: token grid ``(H, W)``.
+
+    Returns:
+        LongTensor ``(1 + H*W, 1 + H*W)``; token 0 is the cls token.
+    """
+    height, width = grid
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(height), torch.arange(width), indexing='ij')
+    ).flatten(1)
+    relative = coords[:, :, None] - coords[:, None, :]  # (2, HW, HW)
+    index_hw = (relative[0] + height - 1) * (2 * width - 1) + (relative[1] + width - 1)
+    num_rows = rel_pos_table_size(grid)
+    index = torch.empty((height * width + 1,) * 2, dtype=torch.long)
+    index[1:, 1:] = index_hw
+    index[0, :] = num_rows - 3  # cls -> token
+    index[:, 0] = num_rows - 2  # token -> cls
+    index[0, 0] = num_rows - 1  # cls -> cls
+    return index
+
+
+def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Grid, dst_grid: Grid) -> torch.Tensor:
+    """Resample a relative position bias table to another token grid.
+
+    The ``(2H-1, 2W-1)`` map of offset biases is resized bicubically with the zero offset
+    kept at the centre and the largest offsets at the borders (``align_corners=True``), the
+    same stretch the absolute embedding gets; the three cls entries are kept. Unlike mmseg's
+    geometric-sequence resize (square grids only, scipy's removed ``interp2d``), any grid
+    works, and it is differentiable.
+
+    Args:
+        table: ``(rel_pos_table_size(src_grid), num_heads)``.
+        src_grid: grid the table was made for.
+        dst_grid: grid to resize to.
+
+    Returns:
+        ``(rel_pos_table_size(dst_grid), num_heads)``.
+    """
+    if tuple(src_grid) == tuple(dst_grid):
+        return table
+    src_h, src_w = 2 * src_grid[0] - 1, 2 * src_grid[1] - 1
+    dst_h, dst_w = 2 * dst_grid[0] - 1, 2 * dst_grid[1] - 1
+    offsets, cls_entries = table[:-NUM_CLS_ENTRIES], table[-NUM_CLS_ENTRIES:]
+    offsets = offsets.t().reshape(1, -1, src_h, src_w)
+    offsets = F.interpolate(
+        offsets.float(), size=(dst_h, dst_w), mode='bicubic', align_corners=True
+    ).to(table.dtype)
+    offsets = offsets.reshape(-1, dst_h * dst_w).t()
+    return torch.cat([offsets, cls_entries], dim=0)
+
+
+def resize_abs_pos_embed(
+    pos_embed: torch.Tensor, src_grid: Grid, dst_grid: Grid, num_prefix_tokens: int = 1
+) -> torch.Tensor:
+    """Bicubically resize an absolute position embedding to another token grid.
+
+    Same resampling as timm's ``resample_abs_pos_embed`` and mmseg's ``resize_pos_embed``
+    (``align_corners=False``), for non-square grids too; prefix (cls) tokens are kept.
+
+    Args:
+        pos_embed: ``(1, num_prefix_tokens + H*W, C)``.
+        src_grid: ``(H, W)`` of ``pos_embed``.
+        dst_grid: grid to resize to.
+        num_prefix_tokens: leading tokens that carry no grid position.
+
+    Returns:
+        ``(1, num_prefix_tokens + H'*W', C)``.
+    """
+    if tuple(src_grid) == tuple(dst_grid):
+        return pos_embed
+    prefix, grid_tokens = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    channels = pos_embed.shape[-1]
+    grid_tokens = grid_tokens.reshape(1, src_grid[0], src_grid[1], channels).permute(0, 3, 1, 2)
+    grid_tokens = F.interpolate(
+        grid_tokens.float(), size=tuple(dst_grid), mode='bicubic', align_corners=False
+    ).to(pos_embed.dtype)
+    grid_tokens = grid_tokens.permute(0, 2, 3, 1).reshape(1, -1, channels)
+    return torch.cat([prefix, grid_tokens], dim=1)

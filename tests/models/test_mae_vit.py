@@ -1,0 +1,259 @@
+"""MAEViT against mmseg's MAE and timm's ViT, at any size, with checkpointing and loading."""
+
+import copy
+
+import pytest
+import torch
+from mmseg.models.backbones.mae import MAE
+from timm.models.vision_transformer import VisionTransformer
+
+from mae_seg.checkpoint import CheckpointError
+from mae_seg.models import MAEViT
+
+TINY = dict(embed_dims=96, num_layers=4, num_heads=3, out_indices=[1, 3])
+
+
+def randomize_(module):
+    """Non-trivial values everywhere, bias tables and layer scales included."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            scale = 0.5 if 'gamma' in name or 'relative_position' in name else 0.05
+            param.copy_(torch.randn(param.shape, generator=generator) * scale)
+            if name.endswith(('ln1.weight', 'ln2.weight')):
+                param.add_(1.0)
+    return module
+
+
+def mmseg_pair(**kwargs):
+    reference = randomize_(MAE(**kwargs))
+    reference.eval()  # mmseg's train() returns None
+    ours = MAEViT(**kwargs).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference, ours
+
+
+@pytest.mark.parametrize('img_size', [224, 512])
+def test_parity_with_mmseg_mae(img_size):
+    reference, ours = mmseg_pair(img_size=img_size, final_norm=True, **TINY)
+    images = torch.randn(2, 3, img_size, img_size)
+    with torch.no_grad():
+        expected, actual = reference(images), ours(images)
+    assert len(actual) == 2
+    for e, a in zip(expected, actual):
+        assert a.shape == e.shape
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_parity_with_mmseg_mae_vit_base_512():
+    kwargs = dict(img_size=512, out_indices=[3, 5, 7, 11])
+    reference, ours = mmseg_pair(**kwargs)
+    images = torch.randn(1, 3, 512, 512)
+    with torch.no_grad():
+        expected, actual = reference(images), ours(images)
+    for e, a in zip(expected, actual):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-4)
+
+
+def timm_to_mae_vit(state_dict, num_layers):
+    """timm ViT keys -> MAEViT keys (what the converter does for timm checkpoints)."""
+    renames = {
+        'norm1': 'ln1',
+        'norm2': 'ln2',
+        'mlp.fc1': 'ffn.layers.0.0',
+        'mlp.fc2': 'ffn.layers.1',
+        'ls1.gamma': 'gamma_1',
+        'ls2.gamma': 'gamma_2',
+    }
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith('blocks.'):
+            key = 'layers.' + key[len('blocks.') :]
+            for old, new in renames.items():
+                key = key.replace(f'.{old}.', f'.{new}.').replace(f'.{old}', f'.{new}')
+        key = key.replace('patch_embed.proj.', 'patch_embed.projection.')
+        key = key.replace('norm.', 'ln1.') if key.startswith('norm.') else key
+        out[key] = value
+    return out
+
+
+def test_parity_with_timm_vit_intermediate_features():
+    timm_vit = VisionTransformer(
+        img_size=224,
+        patch_size=16,
+        embed_dim=96,
+        depth=4,
+        num_heads=3,
+        qkv_bias=True,
+        init_values=0.3,
+        num_classes=0,
+    )
+    randomize_(timm_vit).eval()
+    ours = MAEViT(img_size=224, embed_dims=96, num_layers=4, num_heads=3, out_indices=[0, 1, 2, 3])
+    result = ours.load_state_dict(timm_to_mae_vit(timm_vit.state_dict(), 4), strict=False)
+    assert set(result.missing_keys) == {
+        f'layers.{i}.attn.relative_position_bias_table' for i in range(4)
+    }
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = timm_vit.forward_intermediates(
+            images, indices=4, norm=False, output_fmt='NCHW', intermediates_only=True
+        )
+        actual = ours.eval()(images)
+    assert len(expected) == len(actual) == 4
+    for e, a in zip(expected, actual):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize('size', [(512, 768), (768, 512), (640, 640), (234, 345)])
+def test_any_input_size_on_a_512_model(size):
+    model = randomize_(MAEViT(img_size=512, **TINY)).eval()
+    with torch.no_grad():
+        features = model(torch.randn(1, 3, *size))
+    assert [f.shape for f in features] == [(1, 96, size[0] // 16, size[1] // 16)] * 2
+    assert all(torch.isfinite(f).all() for f in features)
+
+
+def test_other_grid_equals_a_model_built_for_it():
+    """Running a 512 model at 640 is the same as a 640 model loaded from its weights."""
+    model_512 = randomize_(MAEViT(img_size=512, **TINY)).eval()
+    model_640 = MAEViT(img_size=640, **TINY).eval()
+    model_640.load_state_dict(model_512.state_dict())
+    images = torch.randn(1, 3, 640, 640)
+    with torch.no_grad():
+        for e, a in zip(model_640(images), model_512(images)):
+            torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+def test_irregular_image_size_as_in_mmseg():
+    model = MAEViT(img_size=(234, 345))
+    model.init_weights()
+    model.train()
+    assert model(torch.randn(1, 3, 234, 345))[-1].shape == (1, 768, 14, 21)
+
+
+def test_resized_positions_are_cached_and_follow_weight_updates():
+    model = randomize_(MAEViT(img_size=128, **TINY)).eval()
+    images = torch.randn(1, 3, 160, 96)
+    with torch.no_grad():
+        first = model(images)
+        cached = len(model._grid_cache), len(model.layers[0].attn._resized_tables)
+        again = model(images)
+        assert (len(model._grid_cache), len(model.layers[0].attn._resized_tables)) == cached
+        torch.testing.assert_close(again[-1], first[-1], rtol=0, atol=0)
+        model.layers[3].attn.relative_position_bias_table.mul_(3.0)
+        model.pos_embed.add_(0.5)
+        updated = model(images)
+    fresh = MAEViT(img_size=128, **TINY).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(updated[-1], fresh(images)[-1], rtol=0, atol=1e-6)
+    assert not torch.allclose(updated[-1], first[-1])
+
+
+def test_at_img_size_nothing_is_resized():
+    model = MAEViT(img_size=64, **TINY).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    assert len(model.layers[0].attn._resized_tables) == 0
+    assert model._pos_embed((4, 4)) is model.pos_embed
+
+
+@pytest.mark.parametrize('size', [(64, 64), (80, 48)])
+def test_gradients_reach_every_bias_table(size):
+    model = randomize_(MAEViT(img_size=64, drop_path_rate=0.1, **TINY)).train()
+    sum(f.square().mean() for f in model(torch.randn(2, 3, *size))).backward()
+    for layer in model.layers:
+        grad = layer.attn.relative_position_bias_table.grad
+        assert grad is not None and grad.abs().sum() > 0
+    assert model.pos_embed.grad.abs().sum() > 0
+
+
+def test_with_cp_gives_the_same_gradients():
+    plain = randomize_(MAEViT(img_size=64, **TINY)).train()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.with_cp = True
+    images = torch.randn(2, 3, 64, 80)
+    for model in (plain, checkpointed):
+        sum(f.sum() for f in model(images)).backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_type_checks_as_in_mmseg():
+    with pytest.raises(TypeError):
+        MAEViT(img_size=512.0)
+    with pytest.raises(TypeError):
+        MAEViT(out_indices=1.0)
+    with pytest.raises(AssertionError):
+        MAEViT(img_size=(224, 224, 224))
+    with pytest.raises(TypeError):
+        MAEViT(pretrained=123)
+    with pytest.raises(AssertionError):
+        MAEViT(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='a.pth'))
+    with pytest.raises(ValueError, match='out of range'):
+        MAEViT(num_layers=4, out_indices=[4])
+    with pytest.raises(OSError):
+        MAEViT(pretrained='PATH_THAT_DO_NOT_EXIST').init_weights()
+
+
+def test_mmseg_defaults_and_normalised_indices():
+    model = MAEViT(num_layers=4, out_indices=-1, init_values=0.25)
+    assert model.out_indices == [3]
+    assert torch.all(model.layers[0].gamma_1 == 0.25)
+    assert torch.all(model.layers[0].attn.relative_position_bias_table == 0)
+    reference = MAE(num_layers=4, out_indices=-1, init_values=0.25)
+    ours_shapes = {k: v.shape for k, v in model.state_dict().items()}
+    theirs = {
+        k: v.shape for k, v in reference.state_dict().items() if 'relative_position_index' not in k
+    }
+    assert ours_shapes == theirs
+
+
+def test_pretrained_from_another_grid_is_resized_and_reported(tmp_path, mm_log):
+    source = randomize_(MAEViT(img_size=224, **TINY))
+    state = {k: v for k, v in source.state_dict().items() if 'gamma' not in k}
+    path = tmp_path / 'pretrain.pth'
+    torch.save({'state_dict': state}, path)
+    model = MAEViT(img_size=512, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **TINY)
+    model.init_weights()
+    messages = [m for m in mm_log if 'MAEViT: loaded' in m]
+    assert len(messages) == 1
+    assert (
+        'missing (8, left at their initial values): layers.{0-3}.gamma_1, layers.{0-3}.gamma_2'
+        in messages[0]
+    )
+    assert model.pos_embed.shape == (1, 1 + 32 * 32, 96)
+    torch.testing.assert_close(model.cls_token, source.cls_token)
+    table = model.layers[1].attn.relative_position_bias_table
+    assert table.shape[0] == 63 * 63 + 3
+    torch.testing.assert_close(table[-3:], source.layers[1].attn.relative_position_bias_table[-3:])
+
+
+def test_pretrained_from_a_segmentor_checkpoint_with_prefix(tmp_path):
+    source = randomize_(MAEViT(img_size=64, **TINY))
+    state = {f'backbone.{k}': v for k, v in source.state_dict().items()}
+    state['decode_head.conv_seg.weight'] = torch.zeros(3, 3)
+    path = tmp_path / 'segmentor.pth'
+    torch.save({'meta': {}, 'state_dict': state}, path)
+    model = MAEViT(
+        img_size=64,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.'),
+        **TINY,
+    )
+    model.init_weights()
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+
+
+def test_pretrained_file_that_would_run_code_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ('executed',))
+
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'x': Payload()}}, path)
+    model = MAEViT(img_size=64, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **TINY)
+    with pytest.raises(CheckpointError, match='weights_only=True'):
+        model.init_weights()
