@@ -29,12 +29,15 @@ setup(
         'mmcv>=2.0.0,<2.2.0',
         'mmsegmentation>=1.2,<1.3',
         'timm>=0.9',
+        # mae2mmseg.py: .safetensors sources and the download progress bar.
+        'safetensors>=0.4',
+        'tqdm',
         # mmsegmentation imports these at `import mmseg` without declaring them.
         'ftfy',
         'regex',
     ],
     extras_require={
-        'tests': ['pytest>=7', 'ruff>=0.5', 'safetensors>=0.4'],
+        'tests': ['pytest>=7', 'ruff>=0.5'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

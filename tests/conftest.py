@@ -32,3 +32,109 @@ def mm_log():
     logger.addHandler(handler)
     yield handler.messages
     logger.removeHandler(handler)
+
+
+# -- tiny MAE checkpoints in the layouts the converter reads ---------------------------------
+
+TINY_VIT = dict(img_size=64, patch_size=16, embed_dim=96, depth=2, num_heads=3, num_classes=0)
+
+
+def _randomize_(module):
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+            if 'norm' in name and name.endswith('weight'):
+                param.add_(1.0)
+            if '.ls' in name:
+                param.add_(0.5)
+    return module
+
+
+@pytest.fixture
+def make_timm_vit():
+    """Factory of randomised timm ViTs, by default 2 layers, 96 dims, 3 heads, 64x64 images."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    def make(**kwargs):
+        return _randomize_(VisionTransformer(**{**TINY_VIT, **kwargs})).eval()
+
+    return make
+
+
+def _mae_decoder_tensors(dims=64, depth=1, encoder_dims=96):
+    tensors = {
+        'mask_token': torch.zeros(1, 1, dims),
+        'decoder_pos_embed': torch.zeros(1, 17, dims),
+        'decoder_embed.weight': torch.randn(dims, encoder_dims),
+        'decoder_embed.bias': torch.zeros(dims),
+        'decoder_norm.weight': torch.ones(dims),
+        'decoder_norm.bias': torch.zeros(dims),
+        'decoder_pred.weight': torch.randn(16 * 16 * 3, dims),
+        'decoder_pred.bias': torch.zeros(16 * 16 * 3),
+    }
+    for i in range(depth):
+        tensors[f'decoder_blocks.{i}.norm1.weight'] = torch.ones(dims)
+        tensors[f'decoder_blocks.{i}.attn.qkv.weight'] = torch.randn(3 * dims, dims)
+        tensors[f'decoder_blocks.{i}.mlp.fc1.weight'] = torch.randn(4 * dims, dims)
+    return tensors
+
+
+def _timm_to_mmpretrain(timm_state):
+    parts = {
+        'norm1': 'ln1',
+        'norm2': 'ln2',
+        'attn.qkv': 'attn.qkv',
+        'attn.proj': 'attn.proj',
+        'mlp.fc1': 'ffn.layers.0.0',
+        'mlp.fc2': 'ffn.layers.1',
+        'ls1.gamma': 'attn.gamma1.weight',
+        'ls2.gamma': 'ffn.gamma2.weight',
+    }
+    out = {}
+    for key, value in timm_state.items():
+        if key.startswith('blocks.'):
+            _, index, rest = key.split('.', 2)
+            for timm_part, mm_part in parts.items():
+                if rest.startswith(timm_part):
+                    key = f'layers.{index}.{mm_part}{rest[len(timm_part) :]}'
+                    break
+        elif key.startswith('patch_embed.proj.'):
+            key = 'patch_embed.projection.' + key.split('.')[-1]
+        elif key.startswith('norm.'):
+            key = 'ln1.' + key.split('.')[-1]
+        out[f'backbone.{key}'] = value
+    return out
+
+
+@pytest.fixture
+def mae_decoder():
+    """What the official MAE pretraining checkpoint holds beside the encoder (tiny)."""
+    return _mae_decoder_tensors()
+
+
+@pytest.fixture
+def timm_to_mmpretrain():
+    """timm ViT names -> mmpretrain MAE names, written out part by part (an independent oracle)."""
+    return _timm_to_mmpretrain
+
+
+@pytest.fixture
+def official_checkpoint(tmp_path, make_timm_vit):
+    """``(path, timm_vit)``: an official MAE pretraining file, ``{'model': encoder + decoder}``."""
+    vit = make_timm_vit()
+    path = tmp_path / 'mae_pretrain_tiny.pth'
+    torch.save({'model': {**vit.state_dict(), **_mae_decoder_tensors()}}, path)
+    return path, vit
+
+
+@pytest.fixture
+def mmpretrain_checkpoint(tmp_path, make_timm_vit):
+    """``(path, timm_vit)``: an mmpretrain MAE pretraining file with neck and preprocessor."""
+    vit = make_timm_vit()
+    state = _timm_to_mmpretrain(vit.state_dict())
+    state.update({f'neck.{k}': v for k, v in _mae_decoder_tensors().items()})
+    state['data_preprocessor.mean'] = torch.zeros(3, 1, 1)
+    path = tmp_path / 'mmpretrain_mae_tiny.pth'
+    torch.save({'meta': {'epoch': 400}, 'state_dict': state}, path)
+    return path, vit

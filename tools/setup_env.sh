@@ -69,7 +69,9 @@ else
     build=$(mktemp -d)
     restore_setuptools() { "${PIP[@]}" install "setuptools>=77" >/dev/null 2>&1 || true; rm -rf "$build"; }
     trap restore_setuptools EXIT
-    # mmcv 2.1.0's setup.py imports pkg_resources, which setuptools >= 70 dropped.
+    # mmcv 2.1.0's setup.py imports pkg_resources, which setuptools >= 70 dropped. pip warns
+    # that torch wants a newer setuptools: expected, it is restored right after the build.
+    echo "(temporarily installing setuptools<70 for the build; pip's conflict warning is expected)"
     "${PIP[@]}" install "setuptools<70" wheel ninja
     "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation \
       "mmcv==$MMCV_VERSION" -d "$build" || fail "could not download the mmcv sdist"

@@ -7,7 +7,7 @@ import torch
 from mmseg.models.backbones.mae import MAE
 from timm.models.vision_transformer import VisionTransformer
 
-from mae_seg.checkpoint import CheckpointError
+from mae_seg.checkpoint import CheckpointError, official_to_mae_vit
 from mae_seg.models import MAEViT
 
 TINY = dict(embed_dims=96, num_layers=4, num_heads=3, out_indices=[1, 3])
@@ -56,28 +56,6 @@ def test_parity_with_mmseg_mae_vit_base_512():
         torch.testing.assert_close(a, e, rtol=0, atol=1e-4)
 
 
-def timm_to_mae_vit(state_dict, num_layers):
-    """timm ViT keys -> MAEViT keys (what the converter does for timm checkpoints)."""
-    renames = {
-        'norm1': 'ln1',
-        'norm2': 'ln2',
-        'mlp.fc1': 'ffn.layers.0.0',
-        'mlp.fc2': 'ffn.layers.1',
-        'ls1.gamma': 'gamma_1',
-        'ls2.gamma': 'gamma_2',
-    }
-    out = {}
-    for key, value in state_dict.items():
-        if key.startswith('blocks.'):
-            key = 'layers.' + key[len('blocks.') :]
-            for old, new in renames.items():
-                key = key.replace(f'.{old}.', f'.{new}.').replace(f'.{old}', f'.{new}')
-        key = key.replace('patch_embed.proj.', 'patch_embed.projection.')
-        key = key.replace('norm.', 'ln1.') if key.startswith('norm.') else key
-        out[key] = value
-    return out
-
-
 def test_parity_with_timm_vit_intermediate_features():
     timm_vit = VisionTransformer(
         img_size=224,
@@ -91,7 +69,9 @@ def test_parity_with_timm_vit_intermediate_features():
     )
     randomize_(timm_vit).eval()
     ours = MAEViT(img_size=224, embed_dims=96, num_layers=4, num_heads=3, out_indices=[0, 1, 2, 3])
-    result = ours.load_state_dict(timm_to_mae_vit(timm_vit.state_dict(), 4), strict=False)
+    result = ours.load_state_dict(
+        official_to_mae_vit(timm_vit.state_dict()).state_dict, strict=False
+    )
     assert set(result.missing_keys) == {
         f'layers.{i}.attn.relative_position_bias_table' for i in range(4)
     }
