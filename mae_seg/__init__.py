@@ -4,11 +4,13 @@ Importing the package registers its modules in mmseg's registries; configs pull 
 ``custom_imports = dict(imports=['mae_seg'], allow_failed_imports=False)``.
 """
 
-from .compat import allow_mmengine_checkpoints
+from .compat import allow_mmengine_checkpoints, resolve_scoped_configs
+from .datasets import MinSizeResize
 from .engine import MAELayerDecayOptimizerConstructor
 from .models import MAEViT
 from .version import __version__
 
 allow_mmengine_checkpoints()
+resolve_scoped_configs()
 
-__all__ = ['MAELayerDecayOptimizerConstructor', 'MAEViT', '__version__']
+__all__ = ['MAELayerDecayOptimizerConstructor', 'MAEViT', 'MinSizeResize', '__version__']

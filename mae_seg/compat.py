@@ -1,11 +1,14 @@
 """Shims for running the OpenMMLab 1.x stack on current PyTorch, each one explained.
 
 Only what is needed and nothing global beyond it: importing :mod:`mae_seg` calls
-:func:`allow_mmengine_checkpoints` once.
+:func:`allow_mmengine_checkpoints` and :func:`resolve_scoped_configs` once.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import os
 import pickle
 from typing import Any
 
@@ -13,7 +16,12 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
-__all__ = ['allow_mmengine_checkpoints', 'mmengine_checkpoint_globals']
+__all__ = [
+    'allow_mmengine_checkpoints',
+    'installed_package_path',
+    'mmengine_checkpoint_globals',
+    'resolve_scoped_configs',
+]
 
 
 def _history_buffer_getattr(owner: Any, name: str) -> Any:
@@ -68,3 +76,49 @@ def allow_mmengine_checkpoints() -> None:
     """
     if hasattr(torch.serialization, 'add_safe_globals'):
         torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+
+
+def installed_package_path(package: str) -> str:
+    """Directory of the module a distribution installs (``mmsegmentation`` -> ``.../mmseg``).
+
+    Args:
+        package: a distribution name, or a module name found on ``sys.path``.
+
+    Raises:
+        ModuleNotFoundError: neither a distribution nor an importable module of that name.
+    """
+    module = package
+    try:
+        top_level = importlib.metadata.distribution(package).read_text('top_level.txt')
+    except importlib.metadata.PackageNotFoundError:
+        top_level = None
+    if top_level and top_level.split():
+        module = top_level.split()[0]
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f'{package} is not installed, please install {package}')
+    return os.path.dirname(spec.origin)
+
+
+def _is_installed(package: str) -> bool:
+    try:
+        installed_package_path(package)
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def resolve_scoped_configs() -> None:
+    """Let configs inherit ``mmseg::`` bases when setuptools no longer ships ``pkg_resources``.
+
+    mmengine 0.10.7 finds the package behind ``_base_ = ['mmseg::...']`` with
+    ``pkg_resources``, which setuptools >= 81 removed, so every such config fails with
+    ``No module named 'pkg_resources'``. The two look-ups it needs are answered with
+    ``importlib.metadata`` instead; nothing changes where ``pkg_resources`` exists.
+    """
+    if importlib.util.find_spec('pkg_resources') is not None:
+        return
+    from mmengine.config import config
+
+    config.is_installed = _is_installed
+    config.get_installed_path = installed_package_path

@@ -23,6 +23,9 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${MAE_SEG_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 CACHE=${MAE_SEG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mae_seg}
 MMCV_VERSION=2.1.0
+# torch >= 2.14 wants setuptools >= 77; mmengine 0.10 resolves `mmseg::` config bases with
+# pkg_resources, which setuptools 81 removed.
+SETUPTOOLS_SPEC="setuptools>=77,<81"
 PIP=("$VPY" -m pip --disable-pip-version-check -q)
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -67,7 +70,7 @@ else
   if [[ -z $wheel ]]; then
     echo "no cached wheel in $wheel_dir: building from the sdist (about 15-20 minutes on 2 cores)"
     build=$(mktemp -d)
-    restore_setuptools() { "${PIP[@]}" install "setuptools>=77" >/dev/null 2>&1 || true; rm -rf "$build"; }
+    restore_setuptools() { "${PIP[@]}" install "$SETUPTOOLS_SPEC" >/dev/null 2>&1 || true; rm -rf "$build"; }
     trap restore_setuptools EXIT
     # mmcv 2.1.0's setup.py imports pkg_resources, which setuptools >= 70 dropped. pip warns
     # that torch wants a newer setuptools: expected, it is restored right after the build.
@@ -95,7 +98,7 @@ else
 fi
 
 step "mmengine, mmsegmentation, timm and mae_seg (editable, with tests)"
-"${PIP[@]}" install -e "$ROOT[tests]" || fail "could not install mae_seg"
+"${PIP[@]}" install -e "$ROOT[tests]" "$SETUPTOOLS_SPEC" || fail "could not install mae_seg"
 
 step "check"
 "$VPY" -c "import mae_seg, mmseg, mmcv.ops, timm; print('mae_seg', mae_seg.__version__, '| mmseg', mmseg.__version__, '| mmcv', mmcv.__version__, '| timm', timm.__version__)" \

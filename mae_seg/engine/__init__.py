@@ -1,3 +1,4 @@
+from .cpu_ddp import CPUDistributedDataParallel
 from .layer_decay import MAELayerDecayOptimizerConstructor
 
-__all__ = ['MAELayerDecayOptimizerConstructor']
+__all__ = ['CPUDistributedDataParallel', 'MAELayerDecayOptimizerConstructor']

@@ -1,0 +1,153 @@
+"""Turn a config file and the options of ``tools/train.py`` / ``tools/test.py`` into a run."""
+
+from __future__ import annotations
+
+import logging
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import BaseTTAModel
+from mmseg.registry import MODELS
+
+from .device import accelerator_available, adapt_to_device
+from .errors import ConfigError
+
+__all__ = ['is_tta_model', 'load_config', 'setup_test_config', 'setup_train_config']
+
+
+def load_config(path: str, cfg_options: dict | None = None) -> Config:
+    """Read ``path`` and merge ``--cfg-options`` into it.
+
+    Raises:
+        ConfigError: the file does not exist.
+    """
+    if not osp.isfile(path):
+        raise ConfigError(f'config {path} does not exist')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def _set_work_dir(cfg: Config, config_path: str, work_dir: str | None) -> None:
+    """Command line, else the config's ``work_dir``, else ``./work_dirs/<config name>``."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def is_tta_model(model_cfg: dict) -> bool:
+    """Whether ``model_cfg`` builds a test-time-augmentation wrapper such as ``SegTTAModel``."""
+    model_type = model_cfg.get('type')
+    model_class = MODELS.get(model_type) if isinstance(model_type, str) else model_type
+    return isinstance(model_class, type) and issubclass(model_class, BaseTTAModel)
+
+
+def _enable_amp(cfg: Config) -> None:
+    """``--amp``: mmseg's rule, ``OptimWrapper`` becomes ``AmpOptimWrapper`` (dynamic scale)."""
+    wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if wrapper_type == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in your config.', logger='current')
+        return
+    if wrapper_type != 'OptimWrapper':
+        raise ConfigError(
+            f'--amp turns OptimWrapper into AmpOptimWrapper, but optim_wrapper.type is '
+            f'{wrapper_type}; set mixed precision in the config instead'
+        )
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def setup_train_config(
+    cfg: Config,
+    config_path: str,
+    work_dir: str | None = None,
+    resume: bool = False,
+    amp: bool = False,
+    launcher: str = 'none',
+) -> Config:
+    """Apply ``tools/train.py`` options as mmseg's ``train.py`` does, then fit the device.
+
+    Raises:
+        ConfigError: the config is a test-only (TTA) config, ``--amp`` cannot apply, or
+            mixed precision was asked for on a machine without a GPU.
+    """
+    if is_tta_model(cfg.model):
+        raise ConfigError(
+            f'{config_path} is a test-time augmentation config ({cfg.model.type}); '
+            'train with the single-scale config it is derived from'
+        )
+    cfg.launcher = launcher
+    _set_work_dir(cfg, config_path, work_dir)
+    if amp:
+        if not accelerator_available():
+            raise ConfigError('--amp (mixed precision) needs a GPU and this machine has none')
+        _enable_amp(cfg)
+    cfg.resume = resume
+    adapt_to_device(cfg, training=True)
+    return cfg
+
+
+def _enable_visualization(cfg: Config, show: bool, show_dir: str | None, wait_time: float) -> None:
+    hooks = cfg.get('default_hooks') or {}
+    if 'visualization' not in hooks:
+        raise ConfigError(
+            '--show/--show-dir need default_hooks.visualization '
+            "(dict(type='SegVisualizationHook')) in the config"
+        )
+    hooks['visualization']['draw'] = True
+    if show:
+        hooks['visualization']['show'] = True
+        hooks['visualization']['wait_time'] = wait_time
+    if show_dir:
+        cfg.visualizer['save_dir'] = show_dir
+
+
+def _enable_tta(cfg: Config, config_path: str) -> None:
+    """``--tta``: test with ``tta_pipeline`` and ``tta_model`` wrapping the model."""
+    if is_tta_model(cfg.model):
+        print_log(
+            f'{config_path} already tests with {cfg.model.type}; --tta changes nothing',
+            logger='current',
+            level=logging.WARNING,
+        )
+        return
+    missing = [key for key in ('tta_model', 'tta_pipeline') if cfg.get(key) is None]
+    if missing:
+        raise ConfigError(f'--tta needs {" and ".join(missing)} in {config_path}')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
+def setup_test_config(
+    cfg: Config,
+    config_path: str,
+    checkpoint: str,
+    work_dir: str | None = None,
+    tta: bool = False,
+    show: bool = False,
+    show_dir: str | None = None,
+    wait_time: float = 2.0,
+    out: str | None = None,
+    launcher: str = 'none',
+) -> Config:
+    """Apply ``tools/test.py`` options as mmseg's ``test.py`` does, then fit the device.
+
+    Raises:
+        ConfigError: ``--tta`` or ``--show-dir`` is missing what it needs in the config.
+    """
+    cfg.launcher = launcher
+    _set_work_dir(cfg, config_path, work_dir)
+    cfg.load_from = checkpoint
+    if show or show_dir:
+        _enable_visualization(cfg, show, show_dir, wait_time)
+    if tta:
+        _enable_tta(cfg, config_path)
+    if out is not None:
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+    adapt_to_device(cfg, training=False)
+    return cfg

@@ -1,0 +1,3 @@
+from .transforms import MinSizeResize
+
+__all__ = ['MinSizeResize']

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Train with PyTorch DDP on GPUS processes of this node (torchrun, --launcher pytorch).
+#   bash tools/dist_train.sh CONFIG GPUS [tools/train.py options]
+# Several nodes: run it on each with NNODES, NODE_RANK, MASTER_ADDR and PORT set alike.
+# Without a GPU the processes train on the CPU over gloo. PYTHON picks the interpreter.
+set -euo pipefail
+
+if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: bash tools/dist_train.sh CONFIG GPUS [train.py options] (GPUS: processes per node)" >&2
+    exit 2
+fi
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+PYTHON=${PYTHON:-python}
+TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}"
+
+# Config, checkpoint and data mistakes as one line here, not from every process under torchrun.
+"$PYTHON" "$TOOLS/train.py" "$CONFIG" --check "${@:3}"
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$TOOLS/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"

@@ -1,0 +1,52 @@
+"""The quick start's own steps, which ``bash tools/quick_start.sh`` runs in order.
+
+``python tools/quick_start.py data DIR`` writes the ADE20K-format shapes data set,
+``checkpoint FILE`` a tiny MAE checkpoint in the official layout, and ``report WORK_DIR``
+``miou_table.txt`` and ``curves.png`` from the quick start's runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Steps of the quick start')
+    steps = parser.add_subparsers(dest='step', required=True)
+    data = steps.add_parser('data', help='write the shapes data set (ADEChallengeData2016 layout)')
+    data.add_argument('root', help='the ADEChallengeData2016 directory to write')
+    data.add_argument('--num-train', type=int, default=200)
+    data.add_argument('--num-val', type=int, default=16)
+    checkpoint = steps.add_parser(
+        'checkpoint', help='write a random tiny MAE checkpoint in the official layout'
+    )
+    checkpoint.add_argument('path', help='the .pth file to write')
+    report = steps.add_parser('report', help='write miou_table.txt and curves.png')
+    report.add_argument('work_dir', help='the quick start work directory')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from mae_seg import quick_start
+
+    if args.step == 'data':
+        spec = quick_start.ShapesSpec(num_train=args.num_train, num_val=args.num_val)
+        root = quick_start.make_shapes_dataset(args.root, spec)
+        print(f'wrote {spec.num_train} training and {spec.num_val} validation images to {root}')
+    elif args.step == 'checkpoint':
+        path = quick_start.save_official_mae_checkpoint(args.path)
+        print(f'wrote {path}')
+    else:
+        try:
+            summary = quick_start.write_report(args.work_dir, len(quick_start.CLASSES))
+        except (FileNotFoundError, ValueError) as error:
+            print(f'quick_start.py: error: {error}', file=sys.stderr)
+            return 2
+        print(summary)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

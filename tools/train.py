@@ -1,0 +1,81 @@
+"""Train a segmentor, as mmseg's ``tools/train.py``: ``python tools/train.py CONFIG [options]``.
+
+Several GPUs or nodes: ``tools/dist_train.sh`` (torchrun) or ``tools/slurm_train.sh``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from mmengine.config import DictAction
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        help='resume from the latest checkpoint in the work_dir automatically',
+    )
+    parser.add_argument(
+        '--amp', action='store_true', help='enable automatic-mixed-precision training'
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs such as '
+        'train_cfg.max_iters=1000 or model.backbone.drop_path_rate=0.2; lists as key="[a,b]"',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher',
+    )
+    parser.add_argument(
+        '--check',
+        action='store_true',
+        help='only check the config, its checkpoints and data sets, then exit '
+        '(tools/dist_train.sh does this before starting its processes)',
+    )
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from mae_seg.apis import ConfigError, check_run_inputs, load_config, setup_train_config, train
+    from mae_seg.checkpoint import CheckpointError
+
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+        setup_train_config(
+            cfg,
+            args.config,
+            work_dir=args.work_dir,
+            resume=args.resume,
+            amp=args.amp,
+            launcher=args.launcher,
+        )
+        if args.check:
+            check_run_inputs(cfg, training=True)
+            return 0
+        summary = train(cfg)
+    except (ConfigError, CheckpointError) as error:
+        print(f'train.py: error: {error}', file=sys.stderr)
+        return 2
+    if summary.world_size > 1:
+        print(summary, flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
