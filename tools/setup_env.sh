@@ -23,9 +23,9 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${MAE_SEG_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 CACHE=${MAE_SEG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mae_seg}
 MMCV_VERSION=2.1.0
-# torch >= 2.14 wants setuptools >= 77; mmengine 0.10 resolves `mmseg::` config bases with
-# pkg_resources, which setuptools 81 removed.
-SETUPTOOLS_SPEC="setuptools>=77,<81"
+# torch >= 2.14 wants setuptools >= 77. mmengine 0.10 resolves `mmseg::` config bases with
+# pkg_resources, which setuptools 81 removed: mae_seg.compat answers those look-ups instead.
+SETUPTOOLS_SPEC="setuptools>=77"
 PIP=("$VPY" -m pip --disable-pip-version-check -q)
 
 step() { printf '\n==> %s\n' "$*"; }
