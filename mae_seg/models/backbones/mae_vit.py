@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ...checkpoint import extract_state_dict, load_checkpoint_file, summarize_keys
-from ..layers.attention import RelPosAttention
+from ..layers.attention import AttentionWorkspace, RelPosAttention
 from ..layers.cache import GridCache, weights_key
 from ..layers.positions import Grid, relative_position_index, resize_abs_pos_embed
 
@@ -83,10 +83,24 @@ class MAETransformerBlock(nn.Module):
     def norm2(self) -> nn.Module:
         return getattr(self, self.norm2_name)
 
-    def forward(self, x: torch.Tensor, grid: Grid, rel_pos_index: torch.Tensor) -> torch.Tensor:
-        """``(B, 1 + H*W, C)`` -> ``(B, 1 + H*W, C)``."""
-        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x), grid, rel_pos_index))
-        return x + self.drop_path(self.gamma_2 * self.ffn(self.norm2(x)))
+    def forward(
+        self,
+        x: torch.Tensor,
+        grid: Grid,
+        rel_pos_index: torch.Tensor,
+        workspace: AttentionWorkspace | None = None,
+    ) -> torch.Tensor:
+        """``(B, 1 + H*W, C)`` -> ``(B, 1 + H*W, C)``; ``workspace`` only without autograd."""
+        x = self._residual(
+            x, self.gamma_1, self.attn(self.norm1(x), grid, rel_pos_index, workspace)
+        )
+        return self._residual(x, self.gamma_2, self.ffn(self.norm2(x)))
+
+    def _residual(self, x: torch.Tensor, gamma: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """``x + drop_path(gamma * branch)``, in one pass where no path is dropped."""
+        if self.training and isinstance(self.drop_path, DropPath):
+            return x + self.drop_path(gamma * branch)
+        return torch.addcmul(x, gamma, branch)
 
 
 def _to_2tuple(img_size: int | Sequence[int]) -> tuple[int, int]:
@@ -114,7 +128,9 @@ class MAEViT(BaseModule):
     - runs at any input size: absolute position embedding and relative position bias
       tables follow the token grid (non-square too), resized once per grid while weights
       are fixed; at ``img_size`` nothing is resized;
-    - attention through fused ``scaled_dot_product_attention`` with the bias as its mask;
+    - fused attention with the bias as its mask, on the fastest path per device and dtype
+      (:func:`~mae_seg.models.layers.sdpa.attention_with_bias`), the bias gathered once
+      per layer for all heads;
     - ``with_cp`` activation checkpointing of the blocks;
     - pretrained weights loaded with ``weights_only=True``, positions resized from the
       checkpoint's grid, and one readable report of missing and unexpected keys.
@@ -279,6 +295,7 @@ class MAEViT(BaseModule):
         x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
         x = x + self._pos_embed(grid)
         rel_pos_index = self._rel_pos_index(grid, x.device)
+        workspace = None if torch.is_grad_enabled() else AttentionWorkspace()
 
         outs = []
         last = len(self.layers) - 1
@@ -286,7 +303,7 @@ class MAEViT(BaseModule):
             if self.with_cp and self.training and x.requires_grad:
                 x = checkpoint(layer, x, grid, rel_pos_index, use_reentrant=False)
             else:
-                x = layer(x, grid, rel_pos_index)
+                x = layer(x, grid, rel_pos_index, workspace)
             if i == last and self.final_norm:
                 x = self.norm1(x)
             if i in self.out_indices:

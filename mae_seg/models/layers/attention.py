@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .cache import GridCache, weights_key
@@ -13,8 +12,37 @@ from .positions import (
     rel_pos_table_size,
     resize_rel_pos_bias_table,
 )
+from .sdpa import attention_with_bias
 
-__all__ = ['RelPosAttention']
+__all__ = ['AttentionWorkspace', 'RelPosAttention']
+
+
+class AttentionWorkspace:
+    """Scratch tensors shared by the attention layers of one forward pass without autograd.
+
+    The gathered bias of ViT-B at 512x512 is 50 MB per layer. On the CPU a fresh tensor
+    that large is mapped from the OS and page-faulted in on every layer, which takes longer
+    than the gather itself; without autograd nothing keeps a layer's bias after the layer,
+    so one tensor serves all of them.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """An uninitialised tensor of this shape, the same one on every call with the same
+        name and layout."""
+        tensor = self._tensors.get(name)
+        if tensor is None or (tensor.shape, tensor.dtype, tensor.device) != (
+            torch.Size(shape),
+            dtype,
+            device,
+        ):
+            tensor = torch.empty(shape, dtype=dtype, device=device)
+            self._tensors[name] = tensor
+        return tensor
 
 
 class RelPosAttention(nn.Module):
@@ -22,9 +50,9 @@ class RelPosAttention(nn.Module):
 
     Parameter names and shapes are those of mmseg's ``BEiTAttention`` with ``bias=True``
     (``qkv``, ``proj``, ``relative_position_bias_table``), so mmseg weights load. Unlike
-    mmseg, the bias is passed as the additive mask of
-    :func:`torch.nn.functional.scaled_dot_product_attention` (no attention matrix kept in
-    Python for backward), and the table is resized to whatever token grid the input has.
+    mmseg, the bias is the additive mask of a fused attention kernel (see
+    :func:`~mae_seg.models.layers.sdpa.attention_with_bias`; no attention matrix is kept for
+    backward), and the table is resized to whatever token grid the input has.
 
     Args:
         embed_dims: channels ``C``.
@@ -73,12 +101,19 @@ class RelPosAttention(nn.Module):
             lambda: resize_rel_pos_bias_table(table.detach(), self.grid, grid),
         )
 
-    def forward(self, x: torch.Tensor, grid: Grid, rel_pos_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        grid: Grid,
+        rel_pos_index: torch.Tensor,
+        workspace: AttentionWorkspace | None = None,
+    ) -> torch.Tensor:
         """
         Args:
             x: tokens ``(B, 1 + H*W, C)``, cls token first.
             grid: token grid ``(H, W)`` of ``x``.
             rel_pos_index: ``relative_position_index(grid)``, ``(1 + H*W, 1 + H*W)``.
+            workspace: scratch shared across layers; only without autograd.
 
         Returns:
             ``(B, 1 + H*W, C)``.
@@ -86,17 +121,45 @@ class RelPosAttention(nn.Module):
         batch, num_tokens, channels = x.shape
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)
-        # (num_heads, N, N) gathered in one go, already in head-major order.
-        bias = self.bias_table(grid).t()[:, rel_pos_index]
-        x = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=bias.to(query.dtype),
-            dropout_p=self.attn_drop_rate if self.training else 0.0,
-        )
+        bias = self.relative_position_bias(grid, rel_pos_index, query.dtype, workspace)
+        dropout_p = self.attn_drop_rate if self.training else 0.0
+        x = attention_with_bias(query, key, value, bias, dropout_p)
         x = x.transpose(1, 2).reshape(batch, num_tokens, channels)
         return self.proj(x)
+
+    def relative_position_bias(
+        self,
+        grid: Grid,
+        rel_pos_index: torch.Tensor,
+        dtype: torch.dtype,
+        workspace: AttentionWorkspace | None = None,
+    ) -> torch.Tensor:
+        """The bias of every (query, key) pair, gathered for all heads at once.
+
+        Args:
+            grid: token grid ``(H, W)``.
+            rel_pos_index: ``relative_position_index(grid)``, ``(N, N)``.
+            dtype: dtype of the result.
+            workspace: where to gather without allocating (no autograd).
+
+        Returns:
+            ``(1, num_heads, N, N)``, contiguous: the 4-D mask layout that lets SDPA use
+            its fused kernels (a 3-D mask sends the CPU to the unfused math kernel).
+        """
+        # index_select along the rows of a head-major table is several times faster than
+        # advanced indexing of the transposed table, forward and backward; the gather runs
+        # in the table's dtype because the CPU's bf16 index_select is slower than fp32's
+        # followed by a cast.
+        table = self.bias_table(grid).t().contiguous()
+        index = rel_pos_index.view(-1)
+        shape = (1, self.num_heads, *rel_pos_index.shape)
+        if workspace is None:
+            return table.index_select(1, index).view(shape).to(dtype)
+        gathered = workspace.get('bias', shape, table.dtype, table.device)
+        torch.index_select(table, 1, index, out=gathered.view(self.num_heads, -1))
+        if dtype == table.dtype:
+            return gathered
+        return workspace.get('bias_cast', shape, dtype, table.device).copy_(gathered)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # mmseg keeps the index as a buffer; here it is derived from the grid.

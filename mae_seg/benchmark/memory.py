@@ -1,0 +1,107 @@
+"""Peak memory of one step of one model, measured in a fresh child process.
+
+Within one long-lived process the high-water mark of the resident set only grows and
+freed memory stays with the allocator, so each (case, model) runs alone in a child
+(``python -m mae_seg.benchmark.memory``, the request as JSON on stdin, the answer as JSON
+on stdout). On the CPU the answer is the child's peak resident set (``VmHWM``) and its
+resident set after imports, before the model is built (the interpreter and libraries);
+on CUDA ``torch.cuda.max_memory_allocated``. The peak covers the weights, the optimizer
+state (created before the step, so that the step is a steady-state one) and the
+activations. Memory does not depend on the weights' values, so the child keeps its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import torch
+
+from .cases import Case
+from .steps import inference_step, make_optimizer, training_step
+from .workloads import WorkloadSpec, build_workload
+
+__all__ = ['peak_memory']
+
+
+def peak_memory(spec: WorkloadSpec, case: Case, variant: str, threads: int) -> dict[str, float]:
+    """Peak memory in MiB of one ``case`` step of ``variant``, in a child process.
+
+    Args:
+        spec: the workload.
+        case: the step to run.
+        variant: ``'mmseg'``, ``'ours'`` or ``'ours_cp'``.
+        threads: ``torch.set_num_threads`` of the child.
+
+    Returns:
+        ``peak_mb``: the peak; ``base_mb``: the resident set before the model was built
+        (0 on CUDA); ``net_mb``: their difference, the memory the step itself needs.
+
+    Raises:
+        RuntimeError: the child failed; the message holds its stderr.
+    """
+    request = dict(
+        spec=dataclasses.asdict(spec),
+        case=dataclasses.asdict(case),
+        variant=variant,
+        threads=threads,
+    )
+    child = subprocess.run(
+        [sys.executable, '-m', __name__],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f'peak memory of {variant}, {case.name} failed:\n{child.stderr}')
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def _rss_mb(field: str) -> float:
+    """``VmHWM`` (peak) or ``VmRSS`` (current) resident set of this process, in MiB.
+
+    Not ``ru_maxrss``: on Linux a child started by fork and exec reports the parent's
+    resident set at the fork as its own peak. ``VmHWM`` is the child's own address space.
+    """
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f'/proc/self/status has no {field}')
+
+
+def _init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Create the optimizer's state now, as a step after the first one would find it."""
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _measure(request: dict) -> dict[str, float]:
+    spec = WorkloadSpec(**{**request['spec'], 'image_size': tuple(request['spec']['image_size'])})
+    case, variant = Case(**request['case']), request['variant']
+    torch.set_num_threads(request['threads'])
+    on_cuda = spec.device == 'cuda'
+    base_mb = 0.0 if on_cuda else _rss_mb('VmRSS')
+    workload = build_workload(spec)
+    model = workload.build(variant)
+    if case.task == 'infer':
+        step = inference_step(workload, model, case)
+    else:
+        optimizer = make_optimizer(model)
+        _init_optimizer_state(model, optimizer)
+        step = training_step(workload, model, optimizer, case, with_cp=variant == 'ours_cp')
+    step()
+    if on_cuda:
+        torch.cuda.synchronize()
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = _rss_mb('VmHWM')
+    return dict(peak_mb=peak_mb, base_mb=base_mb, net_mb=peak_mb - base_mb)
+
+
+if __name__ == '__main__':
+    print(json.dumps(_measure(json.loads(sys.stdin.read()))))

@@ -1,0 +1,146 @@
+"""The benchmark result as a readable table."""
+
+from __future__ import annotations
+
+from .cases import VARIANT_LABELS
+from .whole_vs_slide import WHOLE_VS_SLIDE_STEPS
+
+__all__ = ['format_report']
+
+_ROW = '{:<15} {:<16} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9} {:>7}'
+_QUANTITY_FORMATS = {
+    'speedup': '{:.2f}x',
+    'time_ratio': '{:.2f}x',
+    'memory_ratio': '{:.2f}x',
+    'gemm_share': '{:.0%}',
+}
+
+
+def _header(result: dict) -> list[str]:
+    options, env, arch = result['options'], result['environment'], result['arch']
+    name = options['arch'] if isinstance(options['arch'], str) else 'custom ViT'
+    if options['mode'] == 'segmentor':
+        name = f'UPerNet segmentor ({options["config"]})'
+    size = 'x'.join(str(s) for s in options['image_size'])
+    device = env['device'] + (f' ({env["gpu"]})' if 'gpu' in env else '')
+    return [
+        f'{name}, {options["mode"]} mode: {arch["embed_dims"]} dims, {arch["tokens"]} tokens '
+        f'per image, {size}',
+        f'{device}, {env["threads"]} threads, torch {env["torch"]}; per model '
+        f'{options["warmup"]} warm-up + {options["rounds"]} timed steps, models alternating',
+    ]
+
+
+def _case_rows(entry: dict) -> list[str]:
+    rows = []
+    for index, (variant, stats) in enumerate(entry['variants'].items()):
+        memory = stats.get('memory')
+        rows.append(
+            _ROW.format(
+                entry['case'] if index == 0 else '',
+                VARIANT_LABELS[variant],
+                f'{stats["median"]:.3f}',
+                f'{stats["min"]:.3f}',
+                f'{stats["speedup"]:.2f}x',
+                f'{stats["gflops"]:.1f}',
+                f'{stats["gemm_share"]:.0%}',
+                f'{memory["net_mb"]:.0f}' if memory else '-',
+                f'{stats["memory_ratio"]:.2f}x' if memory else '-',
+            )
+        )
+    gemm = entry['gemm']
+    label = 'GEMM reference'
+    rows.append(
+        _ROW.format(
+            '',
+            label,
+            f'{gemm["median"]:.3f}',
+            f'{gemm["min"]:.3f}',
+            '',
+            f'{gemm["gflops"]:.1f}',
+            '100%',
+            '',
+            '',
+        )
+    )
+    return rows
+
+
+def _legend(device: str) -> list[str]:
+    peak = 'max_memory_allocated' if device == 'cuda' else 'peak resident set'
+    return [
+        "speed-up: mmseg's median time / the model's. GFLOP/s: FLOPs of the step (counted on",
+        "mmseg's MAE) / median time; % GEMM: of the rate of the GEMM reference, the model's",
+        'linear-layer products alone (same shapes, batch and precision; forward and the two',
+        'backward products when training), timed in the same rounds.',
+        f'peak MiB: {peak} of a child process running one step, less its resident set',
+        "after imports (CPU); memory: peak MiB / mmseg's.",
+    ]
+
+
+def _whole_vs_slide(comparison: dict) -> list[str]:
+    height, width = comparison['image_size']
+    lines = [
+        '',
+        f'whole image vs sliding windows: {height}x{width} image, crop '
+        f'{"x".join(map(str, comparison["crop"]))}, stride '
+        f'{"x".join(map(str, comparison["stride"]))}, fp32, batch 1',
+        '{:<24} {:>8} {:>8} {:>9}'.format('way', 'median s', 'min s', 'speed-up'),
+    ]
+    for name, stats in comparison['ways'].items():
+        lines.append(
+            '{:<24} {:>8.3f} {:>8.3f} {:>8.2f}x'.format(
+                WHOLE_VS_SLIDE_STEPS[name], stats['median'], stats['min'], stats['speedup']
+            )
+        )
+    lines.append(
+        f'pixel agreement, MAEViT whole vs slide: '
+        f'{comparison["whole_vs_slide_pixel_agreement"]:.2%}; MAEViT slide vs mmseg slide: '
+        f'{comparison["slide_ours_vs_mmseg_pixel_agreement"]:.2%}; '
+        f'classes predicted: {comparison["classes_predicted"]}'
+    )
+    return lines
+
+
+def _targets(checks: list[dict]) -> list[str]:
+    lines = ['', 'targets (ViT-B/16, 512x512)']
+    lines.append('{:<32} {:<15} {:>9} {:>8}  {}'.format('target', 'case', 'measured', 'bound', ''))
+    for check in checks:
+        fmt = _QUANTITY_FORMATS[check['quantity']]
+        value = '-' if check['value'] is None else fmt.format(check['value'])
+        bound = ('>= ' if check['at_least'] else '<= ') + fmt.format(check['bound'])
+        verdict = {True: 'met', False: 'NOT met', None: 'not measured'}[check['met']]
+        lines.append(
+            '{:<32} {:<15} {:>9} {:>8}  {}'.format(
+                check['target'], check['case'], value, bound, verdict
+            )
+        )
+    return lines
+
+
+def format_report(result: dict) -> str:
+    """Header, one block of rows per case, then whole-vs-slide and targets if measured."""
+    lines = _header(result)
+    if result['cases']:
+        lines.append('')
+        lines.append(
+            _ROW.format(
+                'case',
+                'model',
+                'median s',
+                'min s',
+                'speed-up',
+                'GFLOP/s',
+                '% GEMM',
+                'peak MiB',
+                'memory',
+            )
+        )
+        for entry in result['cases']:
+            lines.extend(_case_rows(entry))
+        lines.extend(_legend(result['environment']['device']))
+    if 'whole_vs_slide' in result:
+        lines.extend(_whole_vs_slide(result['whole_vs_slide']))
+    if result.get('targets'):
+        lines.extend(_targets(result['targets']))
+    return '\n'.join(lines)

@@ -1,0 +1,243 @@
+"""The benchmark: every selected case, both models side by side, with the GEMM reference."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os.path as osp
+import platform
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .cases import BenchmarkError, Case, default_cases, select, variants_for
+from .measure import summarize, time_interleaved
+from .memory import peak_memory
+from .steps import (
+    GemmStep,
+    amp_dtype,
+    inference_step,
+    make_optimizer,
+    training_step,
+    vit_linear_shapes,
+)
+from .targets import evaluate_targets
+from .whole_vs_slide import compare_whole_and_slide
+from .workloads import ARCHS, WorkloadSpec, build_pair, build_workload
+
+__all__ = ['WHOLE_VS_SLIDE', 'BenchmarkOptions', 'run_benchmark']
+
+WHOLE_VS_SLIDE = 'whole-vs-slide'
+
+
+@dataclass
+class BenchmarkOptions:
+    """What to measure; the defaults are the issue's ViT-B/16 set at 512x512.
+
+    Args:
+        mode: ``'backbone'`` or ``'segmentor'`` (UPerNet from ``config``).
+        arch: a name of :data:`ARCHS`, or backbone settings; ``None`` in segmentor mode
+            keeps the config's backbone.
+        image_size: ``(H, W)``.
+        device: ``'cpu'`` or ``'cuda'``.
+        infer_batches: batch sizes of the inference cases.
+        train_batch: batch size of the training cases.
+        cases: shell-style patterns of the cases to run (all when empty); segmentor mode
+            adds ``'whole-vs-slide'``.
+        warmup: untimed steps of each model before timing (at least 1).
+        rounds: timed steps of each model.
+        memory: measure peak memory (one child process per case and model).
+        config: segmentor config (segmentor mode).
+        whole_vs_slide_size: image size of the whole-vs-slide comparison.
+        threads: ``torch.set_num_threads`` (``None``: leave as it is).
+        seed: seed of weights and inputs.
+    """
+
+    mode: str = 'backbone'
+    arch: str | dict | None = 'vit-b'
+    image_size: tuple[int, int] = (512, 512)
+    device: str = 'cpu'
+    infer_batches: tuple[int, ...] = (1, 2)
+    train_batch: int = 2
+    cases: list[str] = field(default_factory=list)
+    warmup: int = 1
+    rounds: int = 3
+    memory: bool = True
+    config: str | None = None
+    whole_vs_slide_size: tuple[int, int] = (512, 683)
+    threads: int | None = None
+    seed: int = 0
+
+
+def _check(options: BenchmarkOptions) -> None:
+    if options.warmup < 1:
+        raise BenchmarkError('--warmup must be at least 1 (FLOPs are counted while warming up)')
+    if options.rounds < 1:
+        raise BenchmarkError('--rounds must be at least 1')
+    if options.device == 'cuda' and not torch.cuda.is_available():
+        raise BenchmarkError('--device cuda, but torch sees no CUDA device: use --device cpu')
+    if isinstance(options.arch, str) and options.arch not in ARCHS:
+        raise BenchmarkError(f'--arch {options.arch}: use one of {", ".join(ARCHS)}')
+    if any(side % 16 for side in options.image_size):
+        # mmseg's MAE runs only at its img_size, in whole patches.
+        raise BenchmarkError(f'--size {options.image_size}: use multiples of the patch size 16')
+
+
+def _selected(options: BenchmarkOptions) -> tuple[list[Case], bool]:
+    """The cases to run, and whether to run the whole-vs-slide comparison."""
+    cases = default_cases(tuple(options.infer_batches), options.train_batch)
+    names = [case.name for case in cases]
+    if options.mode == 'segmentor':
+        names.append(WHOLE_VS_SLIDE)
+    chosen = select(names, options.cases or ['*'])
+    return [case for case in cases if case.name in chosen], WHOLE_VS_SLIDE in chosen
+
+
+def _vit_dims(backbone: nn.Module) -> dict[str, int]:
+    """Channels, FFN channels, tokens per image and blocks of a built MAE backbone."""
+    tokens, embed_dims = backbone.pos_embed.shape[1:]
+    hidden = max(m.out_features for m in backbone.layers[0].modules() if isinstance(m, nn.Linear))
+    return dict(embed_dims=embed_dims, ffn_dims=hidden, tokens=tokens, layers=len(backbone.layers))
+
+
+def _environment(device: str) -> dict:
+    info = dict(
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        device=device,
+        machine=platform.processor() or platform.machine(),
+    )
+    if device == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name()
+    return info
+
+
+def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print) -> dict:
+    """Measure the selected cases; the result is what ``--json`` writes.
+
+    Raises:
+        BenchmarkError: options that cannot run.
+    """
+    _check(options)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    cases, run_whole_vs_slide = _selected(options)
+    spec = WorkloadSpec(
+        mode=options.mode,
+        arch=ARCHS[options.arch] if isinstance(options.arch, str) else options.arch,
+        image_size=tuple(options.image_size),
+        device=options.device,
+        config=options.config,
+        seed=options.seed,
+    )
+    workload = build_workload(spec)
+    models = build_pair(workload, ['mmseg', 'ours'])
+    arch = _vit_dims(workload.backbone(models['mmseg']))
+    result = dict(
+        options=dataclasses.asdict(options),
+        environment=_environment(options.device),
+        arch=arch,
+        cases=[],
+    )
+    synchronize = torch.cuda.synchronize if options.device == 'cuda' else lambda: None
+    with tempfile.TemporaryDirectory() as tmp:
+        # Each case starts from the same weights: training steps change them.
+        weights = osp.join(tmp, 'weights.pth')
+        torch.save(models['mmseg'].state_dict(), weights)
+
+        def reset_weights() -> None:
+            for model in models.values():
+                model.load_state_dict(torch.load(weights, weights_only=True))
+
+        for case in cases:
+            log(f'{case.name}: {options.warmup} warm-up and {options.rounds} timed rounds')
+            reset_weights()
+            gemm = GemmStep(
+                vit_linear_shapes(arch['embed_dims'], arch['ffn_dims']),
+                case.batch * arch['tokens'],
+                case.task,
+                amp_dtype(options.device) if case.precision == 'amp' else torch.float32,
+                options.device,
+                repeats=arch['layers'],
+            )
+            entry = _time_case(workload, models, case, gemm, options, synchronize)
+            if options.memory:
+                _measure_memory(entry, spec, case, log)
+            result['cases'].append(entry)
+        if run_whole_vs_slide:
+            height, width = options.whole_vs_slide_size
+            log(f'{WHOLE_VS_SLIDE}: {height}x{width} image')
+            reset_weights()
+            result['whole_vs_slide'] = compare_whole_and_slide(
+                workload,
+                models,
+                image_size=(height, width),
+                warmup=options.warmup,
+                rounds=options.rounds,
+                synchronize=synchronize,
+            )
+    result['targets'] = evaluate_targets(result)
+    return result
+
+
+def _steps(workload, models: dict[str, nn.Module], case: Case) -> dict[str, Callable[[], None]]:
+    """One step per variant; MAEViT with and without ``with_cp`` share model and optimizer."""
+
+    def model_of(variant: str) -> str:
+        return 'mmseg' if variant == 'mmseg' else 'ours'
+
+    variants = variants_for(case)
+    if case.task == 'infer':
+        return {v: inference_step(workload, models[model_of(v)], case) for v in variants}
+    optimizers = {name: make_optimizer(model) for name, model in models.items()}
+    return {
+        v: training_step(
+            workload, models[model_of(v)], optimizers[model_of(v)], case, v == 'ours_cp'
+        )
+        for v in variants
+    }
+
+
+def _time_case(workload, models, case: Case, gemm: GemmStep, options, synchronize) -> dict:
+    """Times of every variant and of the GEMM reference, and the ratios between them."""
+    steps = _steps(workload, models, case)
+    variants = list(steps)
+    steps['gemm'] = gemm
+    times, flops = time_interleaved(
+        steps, options.warmup, options.rounds, synchronize, flops_of='mmseg'
+    )
+    del steps  # optimizer states
+    gc.collect()
+    gemm_stats = summarize(times['gemm'])
+    gemm_stats.update(flops=gemm.flops, gflops=gemm.flops / gemm_stats['median'] / 1e9)
+    reference = summarize(times['mmseg'])
+    entry = dict(
+        case=case.name,
+        task=case.task,
+        batch=case.batch,
+        precision=case.precision,
+        flops=flops,
+        gemm=gemm_stats,
+        variants={},
+    )
+    for variant in variants:
+        stats = summarize(times[variant])
+        stats['gflops'] = flops / stats['median'] / 1e9
+        stats['gemm_share'] = stats['gflops'] / gemm_stats['gflops']
+        stats['speedup'] = reference['median'] / stats['median']
+        stats['speedup_of_min'] = reference['min'] / stats['min']
+        entry['variants'][variant] = stats
+    return entry
+
+
+def _measure_memory(entry: dict, spec: WorkloadSpec, case: Case, log) -> None:
+    """Peak memory of each variant in a child process, and its ratio to mmseg's."""
+    for variant, stats in entry['variants'].items():
+        log(f'{case.name}: peak memory of {variant}')
+        stats['memory'] = peak_memory(spec, case, variant, torch.get_num_threads())
+    reference = entry['variants']['mmseg']['memory']['net_mb']
+    for stats in entry['variants'].values():
+        stats['memory_ratio'] = stats['memory']['net_mb'] / reference

@@ -1,0 +1,183 @@
+"""The benchmark's machinery on tiny models: structure of the result, ratios, the CLI."""
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from mae_seg.benchmark import BenchmarkError, BenchmarkOptions, format_report, run_benchmark
+from mae_seg.benchmark.targets import evaluate_targets
+
+TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, out_indices=[0, 1])
+TOOL = Path(__file__).parents[2] / 'tools' / 'analysis' / 'benchmark.py'
+
+TINY_SEGMENTOR = """
+norm_cfg = dict(type='BN', requires_grad=True)
+head = dict(
+    in_index=2, dropout_ratio=0.1, num_classes=5, norm_cfg=norm_cfg, align_corners=False
+)
+model = dict(
+    type='EncoderDecoder',
+    backbone=dict(
+        type='MAE', img_size=(64, 64), embed_dims=64, num_layers=4, num_heads=2,
+        out_indices=(0, 1, 2, 3), norm_cfg=dict(type='LN', eps=1e-6),
+    ),
+    neck=dict(type='Feature2Pyramid', embed_dim=64, rescales=[4, 2, 1, 0.5]),
+    decode_head=dict(
+        type='UPerHead', in_channels=[64] * 4, in_index=[0, 1, 2, 3], pool_scales=(1, 2),
+        channels=16, dropout_ratio=0.1, num_classes=5, norm_cfg=norm_cfg, align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0),
+    ),
+    auxiliary_head=dict(
+        type='FCNHead', in_channels=64, channels=8, num_convs=1, concat_input=False,
+        loss_decode=dict(type='CrossEntropyLoss', loss_weight=0.4), **head,
+    ),
+    train_cfg=dict(),
+    test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(43, 43)),
+)
+"""
+
+
+def rss_mb():
+    with open('/proc/self/status') as status:
+        line = next(line for line in status if line.startswith('VmRSS:'))
+    return int(line.split()[1]) / 1024
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('benchmark_tool', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_options(**kwargs):
+    defaults = dict(
+        arch=TINY_ARCH, image_size=(32, 32), warmup=1, rounds=2, memory=False, cases=['*-fp32']
+    )
+    return BenchmarkOptions(**{**defaults, **kwargs})
+
+
+def check_ratios(entry, rounds):
+    reference = entry['variants']['mmseg']
+    gemm = entry['gemm']
+    assert len(gemm['times']) == rounds
+    assert gemm['gflops'] == pytest.approx(gemm['flops'] / statistics.median(gemm['times']) / 1e9)
+    for stats in entry['variants'].values():
+        assert len(stats['times']) == rounds
+        assert stats['median'] == statistics.median(stats['times'])
+        assert stats['min'] == min(stats['times'])
+        assert stats['speedup'] == pytest.approx(reference['median'] / stats['median'])
+        assert stats['speedup_of_min'] == pytest.approx(reference['min'] / stats['min'])
+        assert stats['gflops'] == pytest.approx(entry['flops'] / stats['median'] / 1e9)
+        assert stats['gemm_share'] == pytest.approx(stats['gflops'] / gemm['gflops'])
+
+
+def test_backbone_result_structure_and_ratios():
+    result = run_benchmark(tiny_options(), log=lambda line: None)
+    names = [e['case'] for e in result['cases']]
+    assert names == ['infer-b1-fp32', 'infer-b2-fp32', 'train-b2-fp32']
+    assert result['environment']['threads'] >= 1
+    assert result['arch'] == dict(embed_dims=64, ffn_dims=256, tokens=5, layers=2)
+    for entry in result['cases']:
+        expected = ['mmseg', 'ours', 'ours_cp'] if entry['task'] == 'train' else ['mmseg', 'ours']
+        assert list(entry['variants']) == expected
+        assert entry['flops'] > 0
+        check_ratios(entry, rounds=2)
+    train = result['cases'][-1]
+    assert train['flops'] > 2 * result['cases'][1]['flops']  # backward counted
+    assert result['targets'] == []  # targets are for ViT-B at 512 only
+    json.dumps(result)
+    report = format_report(result)
+    for name in ('infer-b1-fp32', 'train-b2-fp32', "mmseg's MAE", 'MAEViT with_cp', 'GEMM'):
+        assert name in report
+
+
+def test_peak_memory_comes_from_child_processes():
+    # 800 MB held here must not show in the children (ru_maxrss of a forked and exec'd
+    # child would report this process's resident set as its own peak).
+    ballast = torch.ones(200_000_000)
+    parent_rss = rss_mb()
+    result = run_benchmark(tiny_options(cases=['infer-b1-fp32'], memory=True), log=lambda x: None)
+    del ballast
+    variants = result['cases'][0]['variants']
+    for stats in variants.values():
+        memory = stats['memory']
+        assert 0 < memory['base_mb'] <= memory['peak_mb'] < parent_rss - 400
+        assert memory['net_mb'] == pytest.approx(memory['peak_mb'] - memory['base_mb'])
+        ratio = memory['net_mb'] / variants['mmseg']['memory']['net_mb']
+        assert stats['memory_ratio'] == pytest.approx(ratio)
+    assert 'peak MiB' in format_report(result)
+
+
+def test_segmentor_mode_and_whole_vs_slide(tmp_path):
+    config = tmp_path / 'tiny_upernet.py'
+    config.write_text(TINY_SEGMENTOR)
+    options = tiny_options(
+        mode='segmentor',
+        arch=None,
+        image_size=(64, 64),
+        config=str(config),
+        cases=['infer-b1-fp32', 'train-b2-amp', 'whole-vs-slide'],
+        whole_vs_slide_size=(64, 96),
+    )
+    result = run_benchmark(options, log=lambda line: None)
+    assert [e['case'] for e in result['cases']] == ['infer-b1-fp32', 'train-b2-amp']
+    for entry in result['cases']:
+        check_ratios(entry, rounds=2)
+    comparison = result['whole_vs_slide']
+    assert (comparison['crop'], comparison['stride']) == ([64, 64], [43, 43])
+    assert set(comparison['ways']) == {'slide_mmseg', 'slide_ours', 'whole_ours'}
+    slide = comparison['ways']['slide_mmseg']['median']
+    for stats in comparison['ways'].values():
+        assert len(stats['times']) == 2
+        assert stats['speedup'] == pytest.approx(slide / stats['median'])
+    # Same weights, same windows: the two slide predictions agree (ties aside).
+    assert comparison['slide_ours_vs_mmseg_pixel_agreement'] > 0.999
+    assert 0.0 <= comparison['whole_vs_slide_pixel_agreement'] <= 1.0
+    assert 'whole image vs sliding windows: 64x96' in format_report(result)
+
+
+def fake_result(speedup, memory_ratio, gemm_share):
+    variants = dict(
+        mmseg=dict(speedup=1.0, memory_ratio=1.0, gemm_share=0.5),
+        ours=dict(speedup=speedup, memory_ratio=memory_ratio, gemm_share=gemm_share),
+        ours_cp=dict(speedup=speedup / 2, memory_ratio=memory_ratio / 2, gemm_share=0.4),
+    )
+    cases = [
+        dict(case=f'{task}-b2-{precision}', task=task, precision=precision, variants=variants)
+        for task in ('infer', 'train')
+        for precision in ('fp32', 'amp')
+    ]
+    options = dict(mode='backbone', arch='vit-b', image_size=[512, 512], device='cpu')
+    return dict(options=options, cases=cases)
+
+
+def test_targets_are_checked_against_their_bounds():
+    checks = evaluate_targets(fake_result(speedup=1.35, memory_ratio=1.0, gemm_share=0.79))
+    verdicts = {(c['target'], c['case']): c['met'] for c in checks}
+    assert verdicts[('inference speed-up, fp32', 'infer-b2-fp32')] is True
+    assert verdicts[('inference speed-up, bf16', 'infer-b2-amp')] is True
+    assert verdicts[('training step speed-up', 'train-b2-fp32')] is True
+    assert verdicts[('with_cp peak memory', 'train-b2-fp32')] is True  # 0.5 <= 0.6
+    assert verdicts[('with_cp step time', 'train-b2-fp32')] is False  # 1 / 0.675 > 1.4
+    assert verdicts[('fp32 inference, share of GEMM', 'infer-b2-fp32')] is False
+    assert not any('fp16' in c['target'] for c in checks)  # GPU targets on a GPU only
+    result = fake_result(speedup=1.35, memory_ratio=1.0, gemm_share=0.79)
+    result['options']['arch'] = 'vit-l'
+    assert evaluate_targets(result) == []
+
+
+def test_tool_rejects_bad_options_with_exit_code_2(capsys):
+    tool = load_tool()
+    assert tool.size('512x683') == (512, 683)
+    assert tool.size('640') == (640, 640)
+    assert tool.main(['--cases', 'nothing-like-this', '--no-memory']) == 2
+    assert "--cases 'nothing-like-this' matches none" in capsys.readouterr().err
+    assert tool.main(['--size', '500']) == 2
+    assert 'multiples of the patch size' in capsys.readouterr().err
+    with pytest.raises(BenchmarkError, match='at least 1'):
+        run_benchmark(tiny_options(warmup=0))
