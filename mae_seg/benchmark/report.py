@@ -43,12 +43,14 @@ def _case_rows(entry: dict) -> list[str]:
                 f'{stats["min"]:.3f}',
                 f'{stats["speedup"]:.2f}x',
                 f'{stats["gflops"]:.1f}',
-                f'{stats["gemm_share"]:.0%}',
+                '-' if stats['gemm_share'] is None else f'{stats["gemm_share"]:.0%}',
                 f'{memory["net_mb"]:.0f}' if memory else '-',
                 f'{stats["memory_ratio"]:.2f}x' if memory else '-',
             )
         )
     gemm = entry['gemm']
+    if gemm is None:
+        return rows
     label = 'GEMM reference'
     rows.append(
         _ROW.format(

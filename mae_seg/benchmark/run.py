@@ -155,14 +155,17 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         for case in cases:
             log(f'{case.name}: {options.warmup} warm-up and {options.rounds} timed rounds')
             reset_weights()
-            gemm = GemmStep(
-                vit_linear_shapes(arch['embed_dims'], arch['ffn_dims']),
-                case.batch * arch['tokens'],
-                case.task,
-                amp_dtype(options.device) if case.precision == 'amp' else torch.float32,
-                options.device,
-                repeats=arch['layers'],
-            )
+            # The linear layers are most of a backbone's work, not of a segmentor's.
+            gemm = None
+            if options.mode == 'backbone':
+                gemm = GemmStep(
+                    vit_linear_shapes(arch['embed_dims'], arch['ffn_dims']),
+                    case.batch * arch['tokens'],
+                    case.task,
+                    amp_dtype(options.device) if case.precision == 'amp' else torch.float32,
+                    options.device,
+                    repeats=arch['layers'],
+                )
             entry = _time_case(workload, models, case, gemm, options, synchronize)
             if options.memory:
                 _measure_memory(entry, spec, case, log)
@@ -201,18 +204,21 @@ def _steps(workload, models: dict[str, nn.Module], case: Case) -> dict[str, Call
     }
 
 
-def _time_case(workload, models, case: Case, gemm: GemmStep, options, synchronize) -> dict:
+def _time_case(workload, models, case: Case, gemm: GemmStep | None, options, synchronize) -> dict:
     """Times of every variant and of the GEMM reference, and the ratios between them."""
     steps = _steps(workload, models, case)
     variants = list(steps)
-    steps['gemm'] = gemm
+    if gemm is not None:
+        steps['gemm'] = gemm
     times, flops = time_interleaved(
         steps, options.warmup, options.rounds, synchronize, flops_of='mmseg'
     )
     del steps  # optimizer states
     gc.collect()
-    gemm_stats = summarize(times['gemm'])
-    gemm_stats.update(flops=gemm.flops, gflops=gemm.flops / gemm_stats['median'] / 1e9)
+    gemm_stats = None
+    if gemm is not None:
+        gemm_stats = summarize(times['gemm'])
+        gemm_stats.update(flops=gemm.flops, gflops=gemm.flops / gemm_stats['median'] / 1e9)
     reference = summarize(times['mmseg'])
     entry = dict(
         case=case.name,
@@ -226,7 +232,7 @@ def _time_case(workload, models, case: Case, gemm: GemmStep, options, synchroniz
     for variant in variants:
         stats = summarize(times[variant])
         stats['gflops'] = flops / stats['median'] / 1e9
-        stats['gemm_share'] = stats['gflops'] / gemm_stats['gflops']
+        stats['gemm_share'] = stats['gflops'] / gemm_stats['gflops'] if gemm_stats else None
         stats['speedup'] = reference['median'] / stats['median']
         stats['speedup_of_min'] = reference['min'] / stats['min']
         entry['variants'][variant] = stats
