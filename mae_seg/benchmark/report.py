@@ -8,11 +8,12 @@ from .whole_vs_slide import WHOLE_VS_SLIDE_STEPS
 __all__ = ['format_report']
 
 _ROW = '{:<15} {:<16} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9} {:>7}'
+# Targets get one digit more than the table, so a value next to its bound reads as such.
 _QUANTITY_FORMATS = {
-    'speedup': '{:.2f}x',
-    'time_ratio': '{:.2f}x',
-    'memory_ratio': '{:.2f}x',
-    'gemm_share': '{:.0%}',
+    'speedup': '{:.3f}x',
+    'time_ratio': '{:.3f}x',
+    'memory_ratio': '{:.3f}x',
+    'gemm_share': '{:.1%}',
 }
 
 
@@ -51,11 +52,10 @@ def _case_rows(entry: dict) -> list[str]:
     gemm = entry['gemm']
     if gemm is None:
         return rows
-    label = 'GEMM reference'
     rows.append(
         _ROW.format(
             '',
-            label,
+            'GEMM reference',
             f'{gemm["median"]:.3f}',
             f'{gemm["min"]:.3f}',
             '',
@@ -70,7 +70,10 @@ def _case_rows(entry: dict) -> list[str]:
 
 def _legend(device: str) -> list[str]:
     peak = 'max_memory_allocated' if device == 'cuda' else 'peak resident set'
+    amp = 'fp16' if device == 'cuda' else 'bf16'
     return [
+        f'amp: {amp} autocast. infer: forward without autograd; train: forward, backward and',
+        'an AdamW step.',
         "speed-up: mmseg's median time / the model's. GFLOP/s: FLOPs of the step (counted on",
         "mmseg's MAE) / median time; % GEMM: of the rate of the GEMM reference, the model's",
         'linear-layer products alone (same shapes, batch and precision; forward and the two',
@@ -106,14 +109,14 @@ def _whole_vs_slide(comparison: dict) -> list[str]:
 
 def _targets(checks: list[dict]) -> list[str]:
     lines = ['', 'targets (ViT-B/16, 512x512)']
-    lines.append('{:<32} {:<15} {:>9} {:>8}  {}'.format('target', 'case', 'measured', 'bound', ''))
+    lines.append('{:<32} {:<15} {:>9} {:>9}'.format('target', 'case', 'measured', 'bound'))
     for check in checks:
         fmt = _QUANTITY_FORMATS[check['quantity']]
         value = '-' if check['value'] is None else fmt.format(check['value'])
         bound = ('>= ' if check['at_least'] else '<= ') + fmt.format(check['bound'])
         verdict = {True: 'met', False: 'NOT met', None: 'not measured'}[check['met']]
         lines.append(
-            '{:<32} {:<15} {:>9} {:>8}  {}'.format(
+            '{:<32} {:<15} {:>9} {:>9}  {}'.format(
                 check['target'], check['case'], value, bound, verdict
             )
         )
