@@ -12,7 +12,7 @@ from .positions import (
     rel_pos_table_size,
     resize_rel_pos_bias_table,
 )
-from .sdpa import attention_with_bias
+from .sdpa import attention_with_bias, attention_with_bias_table, recomputes_bias
 
 __all__ = ['AttentionWorkspace', 'RelPosAttention']
 
@@ -121,9 +121,13 @@ class RelPosAttention(nn.Module):
         batch, num_tokens, channels = x.shape
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)
-        bias = self.relative_position_bias(grid, rel_pos_index, query.dtype, workspace)
         dropout_p = self.attn_drop_rate if self.training else 0.0
-        x = attention_with_bias(query, key, value, bias, dropout_p)
+        table = self._head_major_table(grid)
+        if recomputes_bias(query, table, dropout_p):
+            x = attention_with_bias_table(query, key, value, table, rel_pos_index)
+        else:
+            bias = self._gather_bias(table, rel_pos_index, query.dtype, workspace)
+            x = attention_with_bias(query, key, value, bias, dropout_p)
         x = x.transpose(1, 2).reshape(batch, num_tokens, channels)
         return self.proj(x)
 
@@ -146,11 +150,22 @@ class RelPosAttention(nn.Module):
             ``(1, num_heads, N, N)``, contiguous: the 4-D mask layout that lets SDPA use
             its fused kernels (a 3-D mask sends the CPU to the unfused math kernel).
         """
-        # index_select along the rows of a head-major table is several times faster than
-        # advanced indexing of the transposed table, forward and backward; the gather runs
-        # in the table's dtype because the CPU's bf16 index_select is slower than fp32's
-        # followed by a cast.
-        table = self.bias_table(grid).t().contiguous()
+        return self._gather_bias(self._head_major_table(grid), rel_pos_index, dtype, workspace)
+
+    def _head_major_table(self, grid: Grid) -> torch.Tensor:
+        """``(num_heads, T)``: index_select along the rows of a head-major table is several
+        times faster than advanced indexing of the transposed table, forward and backward."""
+        return self.bias_table(grid).t().contiguous()
+
+    def _gather_bias(
+        self,
+        table: torch.Tensor,
+        rel_pos_index: torch.Tensor,
+        dtype: torch.dtype,
+        workspace: AttentionWorkspace | None,
+    ) -> torch.Tensor:
+        # The gather runs in the table's dtype because the CPU's bf16 index_select is slower
+        # than fp32's followed by a cast.
         index = rel_pos_index.view(-1)
         shape = (1, self.num_heads, *rel_pos_index.shape)
         if workspace is None:
