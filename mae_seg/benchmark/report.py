@@ -90,6 +90,8 @@ def _whole_vs_slide(comparison: dict) -> list[str]:
         f'whole image vs sliding windows: {height}x{width} image, crop '
         f'{"x".join(map(str, comparison["crop"]))}, stride '
         f'{"x".join(map(str, comparison["stride"]))}, fp32, batch 1',
+        f'weights: {comparison.get("weights", "random")}; '
+        f'image: {comparison.get("image", "random")}',
         '{:<24} {:>8} {:>8} {:>9}'.format('way', 'median s', 'min s', 'speed-up'),
     ]
     for name, stats in comparison['ways'].items():

@@ -52,6 +52,11 @@ class BenchmarkOptions:
         memory: measure peak memory (one child process per case and model).
         config: segmentor config (segmentor mode).
         whole_vs_slide_size: image size of the whole-vs-slide comparison.
+        checkpoint: trained segmentor weights for every model (segmentor mode; default:
+            random weights from ``seed``), so that the whole-vs-slide agreement is that of
+            a trained model.
+        image: image file of the whole-vs-slide comparison, resized to
+            ``whole_vs_slide_size`` (default: random pixels).
         threads: ``torch.set_num_threads`` (``None``: leave as it is).
         seed: seed of weights and inputs.
     """
@@ -68,6 +73,8 @@ class BenchmarkOptions:
     memory: bool = True
     config: str | None = None
     whole_vs_slide_size: tuple[int, int] = (512, 683)
+    checkpoint: str | None = None
+    image: str | None = None
     threads: int | None = None
     seed: int = 0
 
@@ -81,6 +88,8 @@ def _check(options: BenchmarkOptions) -> None:
         raise BenchmarkError('--device cuda, but torch sees no CUDA device: use --device cpu')
     if isinstance(options.arch, str) and options.arch not in ARCHS:
         raise BenchmarkError(f'--arch {options.arch}: use one of {", ".join(ARCHS)}')
+    if options.mode != 'segmentor' and (options.checkpoint or options.image):
+        raise BenchmarkError('--checkpoint and --image are for --mode segmentor')
     if any(side % 16 for side in options.image_size):
         # mmseg's MAE runs only at its img_size, in whole patches.
         raise BenchmarkError(f'--size {options.image_size}: use multiples of the patch size 16')
@@ -135,6 +144,8 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
     )
     workload = build_workload(spec)
     models = build_pair(workload, ['mmseg', 'ours'])
+    if options.checkpoint:
+        workload.load_weights(models, options.checkpoint)
     arch = _vit_dims(workload.backbone(models['mmseg']))
     result = dict(
         options=dataclasses.asdict(options),
@@ -181,6 +192,11 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
                 warmup=options.warmup,
                 rounds=options.rounds,
                 synchronize=synchronize,
+                image=options.image,
+            )
+            result['whole_vs_slide'].update(
+                weights=options.checkpoint or f'random (seed {options.seed})',
+                image=options.image or f'random (seed {options.seed})',
             )
     result['targets'] = evaluate_targets(result)
     return result

@@ -31,6 +31,7 @@ def compare_whole_and_slide(
     warmup: int = 1,
     rounds: int = 3,
     synchronize: Callable[[], None] = lambda: None,
+    image: str | None = None,
 ) -> dict:
     """Time ``mode='slide'`` and ``mode='whole'`` and compare their predictions.
 
@@ -41,6 +42,7 @@ def compare_whole_and_slide(
         warmup: untimed runs of each way first.
         rounds: timed runs of each way.
         synchronize: waits for queued device work.
+        image: an image file, resized to ``image_size`` (default: random pixels).
 
     Returns:
         per way its times; ``whole_vs_slide_pixel_agreement``: share of pixels where
@@ -48,7 +50,10 @@ def compare_whole_and_slide(
         the same for the two slide predictions (a check that the weights are the same);
         ``classes_predicted``: distinct classes in the whole prediction.
     """
-    images, metas, _ = workload.inputs(1, size=image_size)
+    if image is None:
+        images, metas, _ = workload.inputs(1, size=image_size)
+    else:
+        images, metas, _ = workload.image_inputs(image, image_size)
     ways = {
         'slide_mmseg': (models['mmseg'], 'slide'),
         'slide_ours': (models['ours'], 'slide'),

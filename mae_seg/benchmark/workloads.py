@@ -1,7 +1,8 @@
 """The models compared and their inputs: a bare backbone, or a full UPerNet segmentor.
 
 Both variants of a workload get the same weights: the reference is initialised from a
-seed, and MAEViT loads its state dict (the keys are the same).
+seed (or, for a segmentor, loaded from a trained checkpoint), and MAEViT loads its state
+dict (the keys are the same).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import os.path as osp
 from dataclasses import dataclass, field
 
+import mmcv
+import numpy as np
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
@@ -22,6 +25,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
+from ..checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
 from ..models import MAEViT
 from .cases import BenchmarkError
 
@@ -136,19 +140,20 @@ class SegmentorWorkload:
         if spec.config is None:
             raise BenchmarkError('segmentor mode needs a config: pass --config')
         self.spec = spec
-        self.model_cfg = self._load_model_cfg(spec.config)
+        self.model_cfg, self.preprocess_cfg = self._load_model_cfg(spec.config)
         test_cfg = self.model_cfg.get('test_cfg') or {}
         self.slide_crop = tuple(test_cfg.get('crop_size', (512, 512)))
         self.slide_stride = tuple(test_cfg.get('stride', (341, 341)))
 
     @staticmethod
-    def _load_model_cfg(path: str) -> dict:
+    def _load_model_cfg(path: str) -> tuple[dict, dict]:
+        """The model settings, and its data preprocessor's (mean, std, channel order)."""
         if not osp.isfile(path):
             raise BenchmarkError(f'config {path} does not exist: pass an existing --config')
         model_cfg = Config.fromfile(path).model
         model_cfg.pop('pretrained', None)
-        model_cfg.pop('data_preprocessor', None)
-        return model_cfg.to_dict()
+        preprocess_cfg = model_cfg.pop('data_preprocessor', None) or {}
+        return model_cfg.to_dict(), dict(preprocess_cfg)
 
     def build(self, variant: str) -> nn.Module:
         """An untrained segmentor whose backbone is ``variant``."""
@@ -192,6 +197,54 @@ class SegmentorWorkload:
             sample.gt_sem_seg = PixelData(data=labels.to(self.spec.device))
             samples.append(sample)
         return images, metas, samples
+
+    def image_inputs(self, path: str, size: tuple[int, int]) -> tuple:
+        """An image file resized to ``size`` ``(H, W)`` and normalised as the config's data
+        preprocessor does, with its meta; as :meth:`inputs` without data samples.
+
+        Raises:
+            BenchmarkError: the file is not a readable image.
+        """
+        if not osp.isfile(path):
+            raise BenchmarkError(f'image {path} does not exist')
+        image = mmcv.imread(path)  # BGR, as mmseg's LoadImageFromFile
+        if image is None:
+            raise BenchmarkError(f'image {path} cannot be read as an image')
+        image = mmcv.imresize(image, (size[1], size[0]), interpolation='bilinear')
+        if self.preprocess_cfg.get('bgr_to_rgb', False):
+            image = image[..., ::-1]
+        mean = np.array(self.preprocess_cfg.get('mean', (0.0, 0.0, 0.0)), dtype=np.float32)
+        std = np.array(self.preprocess_cfg.get('std', (1.0, 1.0, 1.0)), dtype=np.float32)
+        image = (image.astype(np.float32) - mean) / std
+        images = torch.from_numpy(image.transpose(2, 0, 1).copy())[None].to(self.spec.device)
+        size = tuple(size)
+        return images, [dict(img_shape=size, ori_shape=size, pad_shape=size)], None
+
+    def load_weights(self, models: dict[str, nn.Module], path: str) -> None:
+        """Load a trained segmentor checkpoint (mmseg / mae_seg layout) into every model.
+
+        MAEViT reads it first (it accepts mmseg's ``relative_position_index`` buffers and
+        needs none); mmseg's ``MAE`` then gets MAEViT's weights and keeps its own index.
+
+        Raises:
+            BenchmarkError: the file cannot be read safely, or its keys or shapes are not
+                those of the config's segmentor.
+        """
+        try:
+            state_dict = extract_state_dict(load_checkpoint_file(path))
+        except (OSError, CheckpointError) as error:
+            raise BenchmarkError(str(error)) from None
+        ours, reference = models['ours'], models['mmseg']
+        try:
+            ours.load_state_dict(state_dict, strict=True)
+        except RuntimeError as error:
+            raise BenchmarkError(
+                f"checkpoint {path} does not fit the config's segmentor: "
+                + ' '.join(str(error).split())[:400]
+            ) from None
+        merged = reference.state_dict()
+        merged.update(ours.state_dict())
+        reference.load_state_dict(merged, strict=True)
 
     def infer(self, model: nn.Module, inputs: tuple) -> torch.Tensor:
         images, metas, _ = inputs

@@ -1,15 +1,19 @@
 """The benchmark's machinery on tiny models: structure of the result, ratios, the CLI."""
 
+import dataclasses
 import importlib.util
 import json
 import statistics
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from mae_seg.benchmark import BenchmarkError, BenchmarkOptions, format_report, run_benchmark
 from mae_seg.benchmark.targets import evaluate_targets
+from mae_seg.benchmark.workloads import WorkloadSpec, build_workload
 
 TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, out_indices=[0, 1])
 TOOL = Path(__file__).parents[2] / 'tools' / 'analysis' / 'benchmark.py'
@@ -144,6 +148,66 @@ def test_segmentor_mode_and_whole_vs_slide(tmp_path):
     assert comparison['slide_ours_vs_mmseg_pixel_agreement'] > 0.999
     assert 0.0 <= comparison['whole_vs_slide_pixel_agreement'] <= 1.0
     assert 'whole image vs sliding windows: 64x96' in format_report(result)
+
+
+def test_whole_vs_slide_with_trained_weights_and_an_image(tmp_path):
+    config = tmp_path / 'tiny_upernet.py'
+    config.write_text(TINY_SEGMENTOR)
+    options = tiny_options(
+        mode='segmentor', arch=None, image_size=(64, 64), config=str(config), memory=False
+    )
+    workload = build_workload(
+        WorkloadSpec(mode='segmentor', image_size=(64, 64), config=str(config))
+    )
+    trained = workload.build('ours')
+    with torch.no_grad():
+        # A head that says class 3 everywhere: only these weights predict one class.
+        trained.decode_head.conv_seg.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 1e4, 0.0]))
+    checkpoint = tmp_path / 'trained.pth'
+    torch.save(dict(meta=dict(iter=1), state_dict=trained.state_dict()), checkpoint)
+    image = tmp_path / 'image.png'
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (90, 120, 3), np.uint8))
+    options = dataclasses.replace(
+        options,
+        cases=['whole-vs-slide'],
+        whole_vs_slide_size=(64, 96),
+        checkpoint=str(checkpoint),
+        image=str(image),
+    )
+    result = run_benchmark(options, log=lambda line: None)
+    comparison = result['whole_vs_slide']
+    assert comparison['classes_predicted'] == 1
+    assert comparison['whole_vs_slide_pixel_agreement'] == 1.0
+    assert comparison['slide_ours_vs_mmseg_pixel_agreement'] == 1.0
+    report = format_report(result)
+    assert f'weights: {checkpoint}; image: {image}' in report
+
+
+def test_whole_vs_slide_inputs_are_checked(tmp_path):
+    config = tmp_path / 'tiny_upernet.py'
+    config.write_text(TINY_SEGMENTOR)
+    options = tiny_options(
+        mode='segmentor',
+        arch=None,
+        image_size=(64, 64),
+        config=str(config),
+        cases=['whole-vs-slide'],
+        whole_vs_slide_size=(64, 96),
+    )
+    text = tmp_path / 'notes.txt'
+    text.write_text('not an image')
+    other = tmp_path / 'other.pth'
+    torch.save({'state_dict': {'conv1.weight': torch.zeros(2, 3, 3, 3)}}, other)
+    for changes, message in [
+        (dict(image=str(text)), 'cannot be read as an image'),
+        (dict(image=str(tmp_path / 'missing.jpg')), 'does not exist'),
+        (dict(checkpoint=str(text)), 'neither a torch checkpoint'),
+        (dict(checkpoint=str(other)), "does not fit the config's segmentor"),
+    ]:
+        with pytest.raises(BenchmarkError, match=message):
+            run_benchmark(dataclasses.replace(options, **changes), log=lambda line: None)
+    with pytest.raises(BenchmarkError, match='are for --mode segmentor'):
+        run_benchmark(tiny_options(image=str(text)), log=lambda line: None)
 
 
 def fake_result(speedup, memory_ratio, gemm_share):

@@ -5,6 +5,8 @@ Examples:
     python tools/analysis/benchmark.py --cases 'infer-*' --rounds 5 --json bench.json
     python tools/analysis/benchmark.py --mode segmentor      # UPerNet + whole vs slide
     python tools/analysis/benchmark.py --device cuda --arch vit-l
+    python tools/analysis/benchmark.py --mode segmentor --cases whole-vs-slide \
+        --checkpoint upernet_mae.pth --image ADE_val_00000001.jpg
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         '--whole-vs-slide-size', type=size, default=(512, 683), help='segmentor mode (512x683)'
     )
+    parser.add_argument(
+        '--checkpoint', help='trained segmentor weights for both models (segmentor mode)'
+    )
+    parser.add_argument(
+        '--image', help='image for whole-vs-slide, resized to --whole-vs-slide-size (random)'
+    )
     parser.add_argument('--threads', type=int, help='torch.set_num_threads (default: torch)')
     parser.add_argument('--json', metavar='PATH', help="write the results as JSON ('-': stdout)")
     return parser.parse_args(argv)
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         memory=args.memory,
         config=args.config or (CONFIGS[args.arch] if args.mode == 'segmentor' else None),
         whole_vs_slide_size=args.whole_vs_slide_size,
+        checkpoint=args.checkpoint,
+        image=args.image,
         threads=args.threads,
     )
     try:
