@@ -13,7 +13,6 @@ import os.path as osp
 from dataclasses import dataclass, field
 
 import mmcv
-import numpy as np
 import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
@@ -199,8 +198,8 @@ class SegmentorWorkload:
         return images, metas, samples
 
     def image_inputs(self, path: str, size: tuple[int, int]) -> tuple:
-        """An image file resized to ``size`` ``(H, W)`` and normalised as the config's data
-        preprocessor does, with its meta; as :meth:`inputs` without data samples.
+        """An image file resized to ``size`` ``(H, W)`` and normalised by the config's data
+        preprocessor, with its meta; as :meth:`inputs` without data samples.
 
         Raises:
             BenchmarkError: the file is not a readable image.
@@ -211,14 +210,13 @@ class SegmentorWorkload:
         if image is None:
             raise BenchmarkError(f'image {path} cannot be read as an image')
         image = mmcv.imresize(image, (size[1], size[0]), interpolation='bilinear')
-        if self.preprocess_cfg.get('bgr_to_rgb', False):
-            image = image[..., ::-1]
-        mean = np.array(self.preprocess_cfg.get('mean', (0.0, 0.0, 0.0)), dtype=np.float32)
-        std = np.array(self.preprocess_cfg.get('std', (1.0, 1.0, 1.0)), dtype=np.float32)
-        image = (image.astype(np.float32) - mean) / std
-        images = torch.from_numpy(image.transpose(2, 0, 1).copy())[None].to(self.spec.device)
+        init_default_scope('mmseg')
+        preprocessor = MODELS.build({'type': 'SegDataPreProcessor', **self.preprocess_cfg})
+        pixels = torch.from_numpy(image.transpose(2, 0, 1).copy())
+        images = preprocessor(dict(inputs=[pixels]), training=False)['inputs']
         size = tuple(size)
-        return images, [dict(img_shape=size, ori_shape=size, pad_shape=size)], None
+        metas = [dict(img_shape=size, ori_shape=size, pad_shape=size)]
+        return images.to(self.spec.device), metas, None
 
     def load_weights(self, models: dict[str, nn.Module], path: str) -> None:
         """Load a trained segmentor checkpoint (mmseg / mae_seg layout) into every model.

@@ -122,14 +122,20 @@ def test_peak_memory_comes_from_child_processes():
     assert 'peak MiB' in format_report(result)
 
 
-def test_segmentor_mode_and_whole_vs_slide(tmp_path):
+@pytest.fixture
+def segmentor_config(tmp_path):
+    """A tiny UPerNet config file; its path."""
     config = tmp_path / 'tiny_upernet.py'
     config.write_text(TINY_SEGMENTOR)
+    return str(config)
+
+
+def test_segmentor_mode_and_whole_vs_slide(segmentor_config):
     options = tiny_options(
         mode='segmentor',
         arch=None,
         image_size=(64, 64),
-        config=str(config),
+        config=segmentor_config,
         cases=['infer-b1-fp32', 'train-b2-amp', 'whole-vs-slide'],
         whole_vs_slide_size=(64, 96),
     )
@@ -150,14 +156,12 @@ def test_segmentor_mode_and_whole_vs_slide(tmp_path):
     assert 'whole image vs sliding windows: 64x96' in format_report(result)
 
 
-def test_whole_vs_slide_with_trained_weights_and_an_image(tmp_path):
-    config = tmp_path / 'tiny_upernet.py'
-    config.write_text(TINY_SEGMENTOR)
+def test_whole_vs_slide_with_trained_weights_and_an_image(tmp_path, segmentor_config):
     options = tiny_options(
-        mode='segmentor', arch=None, image_size=(64, 64), config=str(config), memory=False
+        mode='segmentor', arch=None, image_size=(64, 64), config=segmentor_config, memory=False
     )
     workload = build_workload(
-        WorkloadSpec(mode='segmentor', image_size=(64, 64), config=str(config))
+        WorkloadSpec(mode='segmentor', image_size=(64, 64), config=segmentor_config)
     )
     trained = workload.build('ours')
     with torch.no_grad():
@@ -183,14 +187,33 @@ def test_whole_vs_slide_with_trained_weights_and_an_image(tmp_path):
     assert f'weights: {checkpoint}; image: {image}' in report
 
 
-def test_whole_vs_slide_inputs_are_checked(tmp_path):
+def test_image_inputs_are_resized_and_normalised_as_the_config_says(tmp_path):
     config = tmp_path / 'tiny_upernet.py'
-    config.write_text(TINY_SEGMENTOR)
+    mean, std = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+    config.write_text(
+        TINY_SEGMENTOR
+        + f"model['data_preprocessor'] = dict(mean={mean}, std={std}, bgr_to_rgb=True)\n"
+    )
+    image = tmp_path / 'image.png'
+    bgr = np.random.default_rng(0).integers(0, 255, (90, 120, 3), np.uint8)
+    cv2.imwrite(str(image), bgr)
+    workload = build_workload(
+        WorkloadSpec(mode='segmentor', image_size=(64, 64), config=str(config))
+    )
+    images, metas, _ = workload.image_inputs(str(image), (64, 96))
+    rgb = cv2.resize(bgr, (96, 64), interpolation=cv2.INTER_LINEAR)[..., ::-1]
+    expected = (rgb.astype(np.float32) - mean) / std
+    assert images.shape == (1, 3, 64, 96)
+    torch.testing.assert_close(images[0], torch.from_numpy(expected.transpose(2, 0, 1)).float())
+    assert metas == [dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96))]
+
+
+def test_whole_vs_slide_inputs_are_checked(tmp_path, segmentor_config):
     options = tiny_options(
         mode='segmentor',
         arch=None,
         image_size=(64, 64),
-        config=str(config),
+        config=segmentor_config,
         cases=['whole-vs-slide'],
         whole_vs_slide_size=(64, 96),
     )
