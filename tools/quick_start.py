@@ -29,11 +29,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mae_seg import quick_start
+    import quick_start_kit as quick_start
 
     if args.step == 'data':
+        from tqdm import tqdm
+
         spec = quick_start.ShapesSpec(num_train=args.num_train, num_val=args.num_val)
-        root = quick_start.make_shapes_dataset(args.root, spec)
+        with tqdm(total=spec.num_train + spec.num_val, unit='image', mininterval=1) as bar:
+            root = quick_start.make_shapes_dataset(args.root, spec, progress=bar.update)
         print(f'wrote {spec.num_train} training and {spec.num_val} validation images to {root}')
     elif args.step == 'checkpoint':
         path = quick_start.save_official_mae_checkpoint(args.path)

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+from quick_start_kit import ShapesSpec, make_shapes_dataset
 
 from mae_seg.apis import ConfigError, check_checkpoints, check_datasets, load_config
-from mae_seg.quick_start import ShapesSpec, make_shapes_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = str(ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py')

@@ -11,9 +11,7 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
-
-from mae_seg.models import MAEViT
-from mae_seg.quick_start import (
+from quick_start_kit import (
     CLASSES,
     ShapesSpec,
     chance_miou,
@@ -22,7 +20,9 @@ from mae_seg.quick_start import (
     official_mae_state_dict,
     save_official_mae_checkpoint,
 )
-from mae_seg.visualization import plot_training_curves, read_scalars
+from quick_start_kit.curves import plot_training_curves, read_scalars
+
+from mae_seg.models import MAEViT
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ShapesSpec(num_train=6, num_val=3, short_side=64)

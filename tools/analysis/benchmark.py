@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from mae_seg.benchmark import ARCHS, BenchmarkError, BenchmarkOptions, format_report, run_benchmark
+from benchmarking import ARCHS, BenchmarkError, BenchmarkOptions, format_report, run_benchmark
 
 CONFIGS = {
     'vit-b': 'configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py',

@@ -1,5 +1,7 @@
-"""The quick start's pieces: a shapes data set, a tiny MAE checkpoint, the report."""
+"""The quick start's pieces, beside ``tools/quick_start.py``: a shapes data set, a tiny MAE
+checkpoint, the report and its training curves."""
 
+from .curves import plot_training_curves, read_scalars
 from .mae_checkpoint import official_mae_state_dict, save_official_mae_checkpoint
 from .report import chance_miou, class_table, latest_run, write_report
 from .shapes import CLASSES, ShapesSpec, draw_sample, make_shapes_dataset
@@ -13,6 +15,8 @@ __all__ = [
     'latest_run',
     'make_shapes_dataset',
     'official_mae_state_dict',
+    'plot_training_curves',
+    'read_scalars',
     'save_official_mae_checkpoint',
     'write_report',
 ]

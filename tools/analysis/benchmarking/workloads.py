@@ -24,8 +24,9 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
-from ..checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
-from ..models import MAEViT
+from mae_seg.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
+from mae_seg.models import MAEViT
+
 from .cases import BenchmarkError
 
 __all__ = [

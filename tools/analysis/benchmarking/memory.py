@@ -2,7 +2,7 @@
 
 Within one long-lived process the high-water mark of the resident set only grows and
 freed memory stays with the allocator, so each (case, model) runs alone in a child
-(``python -m mae_seg.benchmark.memory``, the request as JSON on stdin, the answer as JSON
+(``python -m benchmarking.memory``, the request as JSON on stdin, the answer as JSON
 on stdout). On the CPU the answer is the child's peak resident set (``VmHWM``) and its
 resident set after imports, before the model is built (the interpreter and libraries);
 on CUDA ``torch.cuda.max_memory_allocated``. The peak covers the weights, the optimizer
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -48,11 +50,15 @@ def peak_memory(spec: WorkloadSpec, case: Case, variant: str, threads: int) -> d
         variant=variant,
         threads=threads,
     )
+    # The package lives beside tools/analysis/benchmark.py, not in site-packages.
+    tools_dir = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [tools_dir, os.environ.get('PYTHONPATH')]))
     child = subprocess.run(
         [sys.executable, '-m', __name__],
         input=json.dumps(request),
         capture_output=True,
         text=True,
+        env={**os.environ, 'PYTHONPATH': path},
     )
     if child.returncode != 0:
         raise RuntimeError(f'peak memory of {variant}, {case.name} failed:\n{child.stderr}')

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..visualization import plot_training_curves
+from .curves import plot_training_curves
 
 __all__ = ['chance_miou', 'class_table', 'latest_run', 'write_report']
 

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import MAEViT
+from mae_seg.models import MAEViT
+
 from .cases import Case
 
 __all__ = [

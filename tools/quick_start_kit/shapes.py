@@ -10,6 +10,7 @@ surrounds every shape, like ADE20K's unannotated boundaries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,9 @@ def draw_sample(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     return np.clip(image, 0, 255).astype(np.uint8), labels
 
 
-def _write_split(root: Path, split: str, prefix: str, count: int, spec: ShapesSpec, rng) -> None:
+def _write_split(
+    root: Path, split: str, prefix: str, count: int, spec: ShapesSpec, rng, progress
+) -> None:
     image_dir = root / 'images' / split
     label_dir = root / 'annotations' / split
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -110,16 +113,21 @@ def _write_split(root: Path, split: str, prefix: str, count: int, spec: ShapesSp
             str(image_dir / f'{name}.jpg'), image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]
         )
         cv2.imwrite(str(label_dir / f'{name}.png'), labels)
+        progress()
 
 
-def make_shapes_dataset(root: str | Path, spec: ShapesSpec = ShapesSpec()) -> Path:
+def make_shapes_dataset(
+    root: str | Path, spec: ShapesSpec = ShapesSpec(), progress: Callable[[], object] = lambda: None
+) -> Path:
     """Write the data set under ``root`` (an ``ADEChallengeData2016`` directory).
+
+    ``progress()`` is called after each image written.
 
     Returns:
         ``root`` as a path.
     """
     root = Path(root)
     rng = np.random.default_rng(spec.seed)
-    _write_split(root, 'training', 'train', spec.num_train, spec, rng)
-    _write_split(root, 'validation', 'val', spec.num_val, spec, rng)
+    _write_split(root, 'training', 'train', spec.num_train, spec, rng, progress)
+    _write_split(root, 'validation', 'val', spec.num_val, spec, rng, progress)
     return root

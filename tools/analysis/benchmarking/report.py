@@ -8,13 +8,6 @@ from .whole_vs_slide import WHOLE_VS_SLIDE_STEPS
 __all__ = ['format_report']
 
 _ROW = '{:<15} {:<16} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9} {:>7}'
-# Targets get one digit more than the table, so a value next to its bound reads as such.
-_QUANTITY_FORMATS = {
-    'speedup': '{:.3f}x',
-    'time_ratio': '{:.3f}x',
-    'memory_ratio': '{:.3f}x',
-    'gemm_share': '{:.1%}',
-}
 
 
 def _header(result: dict) -> list[str]:
@@ -109,24 +102,8 @@ def _whole_vs_slide(comparison: dict) -> list[str]:
     return lines
 
 
-def _targets(checks: list[dict]) -> list[str]:
-    lines = ['', 'targets (ViT-B/16, 512x512)']
-    lines.append('{:<32} {:<15} {:>9} {:>9}'.format('target', 'case', 'measured', 'bound'))
-    for check in checks:
-        fmt = _QUANTITY_FORMATS[check['quantity']]
-        value = '-' if check['value'] is None else fmt.format(check['value'])
-        bound = ('>= ' if check['at_least'] else '<= ') + fmt.format(check['bound'])
-        verdict = {True: 'met', False: 'NOT met', None: 'not measured'}[check['met']]
-        lines.append(
-            '{:<32} {:<15} {:>9} {:>9}  {}'.format(
-                check['target'], check['case'], value, bound, verdict
-            )
-        )
-    return lines
-
-
 def format_report(result: dict) -> str:
-    """Header, one block of rows per case, then whole-vs-slide and targets if measured."""
+    """Header, one block of rows per case, then whole-vs-slide if measured."""
     lines = _header(result)
     if result['cases']:
         lines.append('')
@@ -148,6 +125,4 @@ def format_report(result: dict) -> str:
         lines.extend(_legend(result['environment']['device']))
     if 'whole_vs_slide' in result:
         lines.extend(_whole_vs_slide(result['whole_vs_slide']))
-    if result.get('targets'):
-        lines.extend(_targets(result['targets']))
     return '\n'.join(lines)
