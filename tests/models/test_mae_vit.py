@@ -118,13 +118,15 @@ def test_resized_positions_are_cached_and_follow_weight_updates():
     images = torch.randn(1, 3, 160, 96)
     with torch.no_grad():
         first = model(images)
-        cached = len(model._grid_cache), len(model.layers[0].attn._resized_tables)
+        cached = model._grid_positions((10, 6), images.device)
         again = model(images)
-        assert (len(model._grid_cache), len(model.layers[0].attn._resized_tables)) == cached
+        assert model._grid_positions((10, 6), images.device) is cached
+        assert len(model._grid_cache) == 1
         torch.testing.assert_close(again[-1], first[-1], rtol=0, atol=0)
         model.layers[3].attn.relative_position_bias_table.mul_(3.0)
         model.pos_embed.add_(0.5)
         updated = model(images)
+        assert model._grid_positions((10, 6), images.device) is not cached
     fresh = MAEViT(img_size=128, **TINY).eval()
     fresh.load_state_dict(model.state_dict())
     with torch.no_grad():
@@ -135,9 +137,10 @@ def test_resized_positions_are_cached_and_follow_weight_updates():
 def test_at_img_size_nothing_is_resized():
     model = MAEViT(img_size=64, **TINY).eval()
     with torch.no_grad():
-        model(torch.randn(1, 3, 64, 64))
-    assert len(model.layers[0].attn._resized_tables) == 0
-    assert model._pos_embed((4, 4)) is model.pos_embed
+        positions = model._grid_positions((4, 4), torch.device('cpu'))
+    assert positions.pos_embed is model.pos_embed
+    for layer, table in zip(model.layers, positions.bias_tables):
+        torch.testing.assert_close(table, layer.attn.relative_position_bias_table.t())
 
 
 @pytest.mark.parametrize('size', [(64, 64), (80, 48)])

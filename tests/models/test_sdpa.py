@@ -1,13 +1,23 @@
-"""Attention with a learned bias: values and gradients against the written-out formula."""
+"""Attention with a learned bias: the path each call takes, and values and gradients of every
+path against the written-out formula and mmseg's MAE."""
+
+import types
 
 import pytest
 import torch
 from mmseg.models.backbones.mae import MAE
 
 from mae_seg.models import MAEViT
-from mae_seg.models.layers.attention import AttentionWorkspace, RelPosAttention
+from mae_seg.models.layers import sdpa
+from mae_seg.models.layers.attention import RelPosAttention
 from mae_seg.models.layers.positions import relative_position_index
-from mae_seg.models.layers.sdpa import attention_with_bias, attention_with_bias_table
+from mae_seg.models.layers.sdpa import (
+    ATTENTION_PATHS,
+    AttentionWorkspace,
+    attention_with_rel_pos_bias,
+    choose_attention_path,
+    gather_bias,
+)
 
 TINY = dict(embed_dims=96, num_layers=4, num_heads=3, out_indices=[1, 3])
 
@@ -27,29 +37,25 @@ def reference_attention(query, key, value, bias):
     return scores.softmax(-1) @ value
 
 
-def leaves(batch, bias_batch, heads=3, tokens=17, dims=8, dtype=torch.float32):
-    generator = torch.Generator().manual_seed(0)
-    shapes = [(batch, heads, tokens, dims)] * 3 + [(bias_batch, heads, tokens, tokens)]
-    return [
-        torch.randn(shape, generator=generator, dtype=dtype).requires_grad_() for shape in shapes
-    ]
-
-
-def table_leaves(batch, heads=3, tokens=17, dims=8, entries=11):
+def table_leaves(batch, heads=3, tokens=17, dims=8, entries=11, dtype=torch.float32):
     generator = torch.Generator().manual_seed(0)
     tensors = [torch.randn(batch, heads, tokens, dims, generator=generator) for _ in range(3)]
     tensors.append(torch.randn(heads, entries, generator=generator))
     index = torch.randint(entries, (tokens, tokens), generator=generator)
-    return [t.requires_grad_() for t in tensors], index
+    return [t.to(dtype).requires_grad_() for t in tensors], index
 
 
+def reference_with_table(query, key, value, table, index):
+    return reference_attention(query, key, value, table[:, index].unsqueeze(0))
+
+
+@pytest.mark.parametrize('path', sorted(ATTENTION_PATHS))
 @pytest.mark.parametrize('batch', [1, 3])
-def test_bias_table_path_matches_the_formula(batch):
+def test_every_path_matches_the_formula(path, batch):
     ours, index = table_leaves(batch)
     expected, _ = table_leaves(batch)
-    out = attention_with_bias_table(*ours, index)
-    query, key, value, table = expected
-    reference = reference_attention(query, key, value, table[:, index].unsqueeze(0))
+    out = ATTENTION_PATHS[path](*ours, index, 0.0, None)
+    reference = reference_with_table(*expected, index)
     grad = torch.randn(reference.shape, generator=torch.Generator().manual_seed(1))
     out.backward(grad)
     reference.backward(grad)
@@ -58,18 +64,89 @@ def test_bias_table_path_matches_the_formula(batch):
         torch.testing.assert_close(a.grad, e.grad, rtol=0, atol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize('batch, bias_batch', [(1, 1), (3, 1), (3, 3)])
-def test_formula_path_matches_the_formula(batch, bias_batch):
-    ours = leaves(batch, bias_batch)
-    expected = leaves(batch, bias_batch)
-    out = attention_with_bias(*ours)
-    reference = reference_attention(*expected)
-    grad = torch.randn(reference.shape, generator=torch.Generator().manual_seed(1))
-    out.backward(grad)
-    reference.backward(grad)
-    torch.testing.assert_close(out, reference, rtol=0, atol=1e-5)
-    for name, a, e in zip('qkvb', ours, expected):
-        torch.testing.assert_close(a.grad, e.grad, rtol=0, atol=1e-5, msg=name)
+CPU, CUDA = torch.device('cpu'), torch.device('cuda')
+
+
+@pytest.mark.parametrize(
+    'device, dtype, needs_grad, dropout_p, path',
+    [
+        (CPU, torch.float32, False, 0.0, 'fused_sdpa'),  # inference
+        (CPU, torch.bfloat16, False, 0.0, 'fused_sdpa'),
+        (CPU, torch.float32, True, 0.0, 'cpu_table_recompute'),  # fp32 training
+        (CPU, torch.bfloat16, True, 0.0, 'cpu_formula'),  # bf16 autocast training
+        (CPU, torch.float32, True, 0.1, 'fused_sdpa'),  # attention dropout
+        (CUDA, torch.float16, True, 0.0, 'fused_sdpa'),
+        (CUDA, torch.float32, False, 0.0, 'fused_sdpa'),
+    ],
+)
+def test_the_path_for_each_device_dtype_grad_and_dropout(
+    device, dtype, needs_grad, dropout_p, path
+):
+    assert sdpa.cpu_flash_kernel_available()  # the torch this project pins has the CPU op
+    assert choose_attention_path(device, dtype, needs_grad, dropout_p) == path
+
+
+def test_without_the_private_cpu_kernel_fp32_training_takes_public_sdpa(monkeypatch):
+    monkeypatch.setattr(sdpa, 'cpu_flash_kernel_available', lambda: False)
+    assert choose_attention_path(CPU, torch.float32, True, 0.0) == 'fused_sdpa'
+    ours, index = table_leaves(2)
+    expected, _ = table_leaves(2)
+    out = attention_with_rel_pos_bias(*ours, index)
+    reference = reference_with_table(*expected, index)
+    out.sum().backward()
+    reference.sum().backward()
+    torch.testing.assert_close(ours[3].grad, expected[3].grad, rtol=0, atol=1e-5)
+
+
+def raise_type_error(*args, **kwargs):
+    raise TypeError('unexpected keyword argument')
+
+
+@pytest.mark.parametrize(
+    'aten', [{}, {'_scaled_dot_product_flash_attention_for_cpu': raise_type_error}]
+)
+def test_the_feature_check_rejects_a_missing_or_changed_kernel(monkeypatch, aten):
+    """A torch that renamed the private op, or changed its signature."""
+    monkeypatch.setattr(torch.ops, 'aten', types.SimpleNamespace(**aten))
+    sdpa.cpu_flash_kernel_available.cache_clear()
+    try:
+        assert sdpa.cpu_flash_kernel_available() is False
+    finally:
+        sdpa.cpu_flash_kernel_available.cache_clear()
+
+
+def record_paths(monkeypatch):
+    taken = []
+    for name, function in ATTENTION_PATHS.items():
+
+        def recorded(*args, name=name, function=function):
+            taken.append(name)
+            return function(*args)
+
+        monkeypatch.setitem(ATTENTION_PATHS, name, recorded)
+    return taken
+
+
+def test_the_model_runs_the_chosen_path(monkeypatch):
+    taken = record_paths(monkeypatch)
+    model = randomize_(MAEViT(img_size=64, **TINY))
+    images = torch.randn(2, 3, 64, 64)
+    model.train()
+    model(images)
+    assert taken == ['cpu_table_recompute'] * 4
+    taken.clear()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model(images)
+    assert taken == ['cpu_formula'] * 4
+    taken.clear()
+    model.eval()
+    with torch.no_grad():
+        model(images)
+    assert taken == ['fused_sdpa'] * 4
+    taken.clear()
+    dropout = MAEViT(img_size=64, attn_drop_rate=0.1, **TINY).train()
+    dropout(images)
+    assert taken == ['fused_sdpa'] * 4
 
 
 def saved_tensor_shapes(module, inputs):
@@ -91,7 +168,11 @@ def test_fp32_cpu_training_keeps_no_attention_sized_tensor():
     grid, heads, batch = (6, 7), 3, 2
     tokens = 1 + grid[0] * grid[1]
     attention = randomize_(RelPosAttention(96, heads, grid)).train()
-    inputs = (torch.randn(batch, tokens, 96), grid, relative_position_index(grid))
+    inputs = (
+        torch.randn(batch, tokens, 96),
+        attention.bias_table(grid),
+        relative_position_index(grid),
+    )
     shapes = saved_tensor_shapes(attention, inputs)
     assert not [shape for shape in shapes if shape[-2:] == (tokens, tokens)], shapes
     # The bf16 formula path keeps its weights: the check would see them.
@@ -100,20 +181,13 @@ def test_fp32_cpu_training_keeps_no_attention_sized_tensor():
     assert (batch, heads, tokens, tokens) in shapes
 
 
-def test_without_bias_gradient_the_fused_kernel_is_used_as_it_is():
-    query, key, value, bias = leaves(2, 1)
-    out = attention_with_bias(query, key, value, bias.detach())
-    assert 'CPUAttentionWithBias' not in type(out.grad_fn).__name__
-    torch.testing.assert_close(out, reference_attention(query, key, value, bias), rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize('bias_batch', [1, 2])
-def test_bf16_values_and_gradients_are_close_to_fp32(bias_batch):
-    fp32 = leaves(2, bias_batch)
+@pytest.mark.parametrize('path', ['fused_sdpa', 'cpu_formula'])
+def test_bf16_values_and_gradients_are_close_to_fp32(path):
+    fp32, index = table_leaves(2)
     bf16 = [t.detach().bfloat16().requires_grad_() for t in fp32]
-    expected = reference_attention(*fp32)
+    expected = reference_with_table(*fp32, index)
     expected.square().sum().backward()
-    out = attention_with_bias(*bf16)
+    out = ATTENTION_PATHS[path](*bf16, index, 0.0, None)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.02)
     out.float().square().sum().backward()
@@ -140,11 +214,14 @@ def test_workspace_gives_the_allocated_result_and_is_reused():
     index = relative_position_index((4, 5))
     workspace = AttentionWorkspace()
     with torch.no_grad():
-        expected = attention.relative_position_bias((4, 5), index, torch.float32)
-        first = attention.relative_position_bias((4, 5), index, torch.float32, workspace)
-        again = attention.relative_position_bias((4, 5), index, torch.float32, workspace)
-        cast = attention.relative_position_bias((4, 5), index, torch.bfloat16, workspace)
+        table = attention.bias_table((4, 5))
+        expected = attention.relative_position_bias_table[index].permute(2, 0, 1).unsqueeze(0)
+        allocated = gather_bias(table, index, torch.float32)
+        first = gather_bias(table, index, torch.float32, workspace)
+        again = gather_bias(table, index, torch.float32, workspace)
+        cast = gather_bias(table, index, torch.bfloat16, workspace)
     assert first.data_ptr() == again.data_ptr()
+    torch.testing.assert_close(allocated, expected, rtol=0, atol=0)
     torch.testing.assert_close(first, expected, rtol=0, atol=0)
     assert first.shape == (1, 3, 21, 21)
     torch.testing.assert_close(cast, expected.bfloat16(), rtol=0, atol=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from mmcv.cnn import build_norm_layer
@@ -19,9 +20,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ...checkpoint import extract_state_dict, load_checkpoint_file, summarize_keys
-from ..layers.attention import AttentionWorkspace, RelPosAttention
-from ..layers.cache import GridCache, weights_key
+from ..layers.attention import RelPosAttention
+from ..layers.cache import GridCache
 from ..layers.positions import Grid, relative_position_index, resize_abs_pos_embed
+from ..layers.sdpa import AttentionWorkspace
 
 __all__ = ['MAEViT', 'MAETransformerBlock']
 
@@ -83,16 +85,25 @@ class MAETransformerBlock(nn.Module):
     def norm2(self) -> nn.Module:
         return getattr(self, self.norm2_name)
 
+    @property
+    def ffn_output(self) -> nn.Linear:
+        """The FFN's last linear layer (mmcv's ``FFN`` keeps it in an unnamed ``Sequential``)."""
+        return [m for m in self.ffn.layers.modules() if isinstance(m, nn.Linear)][-1]
+
     def forward(
         self,
         x: torch.Tensor,
-        grid: Grid,
+        bias_table: torch.Tensor,
         rel_pos_index: torch.Tensor,
         workspace: AttentionWorkspace | None = None,
     ) -> torch.Tensor:
-        """``(B, 1 + H*W, C)`` -> ``(B, 1 + H*W, C)``; ``workspace`` only without autograd."""
+        """``(B, 1 + H*W, C)`` -> ``(B, 1 + H*W, C)``.
+
+        ``bias_table`` and ``rel_pos_index`` as :meth:`RelPosAttention.forward` takes them;
+        ``workspace`` only without autograd.
+        """
         x = self._residual(
-            x, self.gamma_1, self.attn(self.norm1(x), grid, rel_pos_index, workspace)
+            x, self.gamma_1, self.attn(self.norm1(x), bias_table, rel_pos_index, workspace)
         )
         return self._residual(x, self.gamma_2, self.ffn(self.norm2(x)))
 
@@ -117,6 +128,39 @@ def _to_2tuple(img_size: int | Sequence[int]) -> tuple[int, int]:
     raise TypeError(f'img_size must be an int or a tuple of 1 or 2 ints, got {img_size!r}')
 
 
+@dataclass
+class GridPositions:
+    """The position tensors the blocks use for one token grid ``(H, W)``.
+
+    Args:
+        pos_embed: absolute position embedding, ``(1, 1 + H*W, C)``.
+        rel_pos_index: ``relative_position_index((H, W))``, ``(1 + H*W, 1 + H*W)``.
+        bias_tables: one head-major relative position bias table per block,
+            ``(num_heads, T)``.
+    """
+
+    pos_embed: torch.Tensor
+    rel_pos_index: torch.Tensor
+    bias_tables: list[torch.Tensor]
+
+
+@dataclass
+class _CachedGrid:
+    """What :class:`MAEViT` keeps for one grid and device: the index, and the resized
+    positions with copies of the parameters they were resized from."""
+
+    rel_pos_index: torch.Tensor
+    positions: GridPositions | None = None
+    source_weights: list[torch.Tensor] | None = None
+
+
+def _same_tensors(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
+    return all(
+        (a.shape, a.dtype, a.device) == (b.shape, b.dtype, b.device) and torch.equal(a, b)
+        for a, b in zip(first, second)
+    )
+
+
 @MODELS.register_module()
 class MAEViT(BaseModule):
     """MAE Vision Transformer encoder for segmentation, a drop-in for mmseg's ``MAE``.
@@ -128,9 +172,9 @@ class MAEViT(BaseModule):
     - runs at any input size: absolute position embedding and relative position bias
       tables follow the token grid (non-square too), resized once per grid while weights
       are fixed; at ``img_size`` nothing is resized;
-    - fused attention with the bias as its mask, on the fastest path per device and dtype
-      (:func:`~mae_seg.models.layers.sdpa.attention_with_bias`), the bias gathered once
-      per layer for all heads;
+    - fused attention with the bias as its mask, on the fastest path per device, dtype and
+      task (:func:`~mae_seg.models.layers.sdpa.choose_attention_path`), the bias gathered
+      once per layer for all heads;
     - ``with_cp`` activation checkpointing of the blocks;
     - pretrained weights loaded with ``weights_only=True``, positions resized from the
       checkpoint's grid, and one readable report of missing and unexpected keys.
@@ -238,6 +282,7 @@ class MAEViT(BaseModule):
         if final_norm:
             self.norm1_name, norm1 = build_norm_layer(norm_cfg, embed_dims, postfix=1)
             self.add_module(self.norm1_name, norm1)
+        # The one cache of the model: per (grid, device), see _grid_positions.
         self._grid_cache = GridCache()
 
     @staticmethod
@@ -261,22 +306,34 @@ class MAEViT(BaseModule):
 
     # -- positions ---------------------------------------------------------------------
 
-    def _rel_pos_index(self, grid: Grid, device: torch.device) -> torch.Tensor:
-        """Relative position index of ``grid``, built once per grid and device."""
-        return self._grid_cache.get(
-            ('rel_pos_index', grid, device), lambda: relative_position_index(grid).to(device)
-        )
+    def _grid_positions(self, grid: Grid, device: torch.device) -> GridPositions:
+        """The position tensors for ``grid``, cached per grid and device where that is safe.
 
-    def _pos_embed(self, grid: Grid) -> torch.Tensor:
-        """Absolute position embedding for ``grid``; resized and cached when weights are fixed."""
-        pos_embed = self.pos_embed
-        if grid == self.patch_shape:
-            return pos_embed
-        if torch.is_grad_enabled() and pos_embed.requires_grad:
-            return resize_abs_pos_embed(pos_embed, self.patch_shape, grid)
-        return self._grid_cache.get(
-            ('pos_embed', grid, *weights_key(pos_embed)),
-            lambda: resize_abs_pos_embed(pos_embed.detach(), self.patch_shape, grid),
+        The index depends on the grid alone and is always cached. The position parameters
+        resized to ``grid`` are cached without autograd, and reused while the parameters
+        equal the copies they were resized from: an optimizer step, ``load_state_dict`` or
+        any in-place edit makes them differ (comparing costs well under a millisecond at
+        ViT-L size, resizing several). With autograd they are recomputed, so that gradients
+        reach the parameters; at the model's own grid nothing is resized.
+        """
+        entry = self._grid_cache.get(
+            (grid, device), lambda: _CachedGrid(relative_position_index(grid).to(device))
+        )
+        if torch.is_grad_enabled() or grid == self.patch_shape:
+            return self._resize_positions(grid, entry.rel_pos_index)
+        weights = [self.pos_embed] + [
+            layer.attn.relative_position_bias_table for layer in self.layers
+        ]
+        if entry.positions is None or not _same_tensors(entry.source_weights, weights):
+            entry.positions = self._resize_positions(grid, entry.rel_pos_index)
+            entry.source_weights = [weight.detach().clone() for weight in weights]
+        return entry.positions
+
+    def _resize_positions(self, grid: Grid, rel_pos_index: torch.Tensor) -> GridPositions:
+        return GridPositions(
+            pos_embed=resize_abs_pos_embed(self.pos_embed, self.patch_shape, grid),
+            rel_pos_index=rel_pos_index,
+            bias_tables=[layer.attn.bias_table(grid) for layer in self.layers],
         )
 
     # -- forward -----------------------------------------------------------------------
@@ -293,17 +350,18 @@ class MAEViT(BaseModule):
         grid = (int(hw_shape[0]), int(hw_shape[1]))
         batch = x.shape[0]
         x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
-        x = x + self._pos_embed(grid)
-        rel_pos_index = self._rel_pos_index(grid, x.device)
+        positions = self._grid_positions(grid, x.device)
+        x = x + positions.pos_embed
+        index = positions.rel_pos_index
         workspace = None if torch.is_grad_enabled() else AttentionWorkspace()
 
         outs = []
         last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        for i, (layer, table) in enumerate(zip(self.layers, positions.bias_tables)):
             if self.with_cp and self.training and x.requires_grad:
-                x = checkpoint(layer, x, grid, rel_pos_index, use_reentrant=False)
+                x = checkpoint(layer, x, table, index, use_reentrant=False)
             else:
-                x = layer(x, grid, rel_pos_index, workspace)
+                x = layer(x, table, index, workspace)
             if i == last and self.final_norm:
                 x = self.norm1(x)
             if i in self.out_indices:
@@ -339,7 +397,7 @@ class MAEViT(BaseModule):
         with torch.no_grad():
             for layer_id, layer in enumerate(self.layers, start=1):
                 layer.attn.proj.weight.div_(math.sqrt(2.0 * layer_id))
-                layer.ffn.layers[-2].weight.div_(math.sqrt(2.0 * layer_id))
+                layer.ffn_output.weight.div_(math.sqrt(2.0 * layer_id))
         trunc_normal_(self.cls_token, std=0.02)
         trunc_normal_(self.pos_embed, std=0.02)
 

@@ -35,8 +35,3 @@ class GridCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-def weights_key(tensor: torch.Tensor) -> tuple:
-    """Identifies a parameter's current value: in-place updates bump ``_version``."""
-    return (tensor._version, tensor.data_ptr(), tensor.device, tensor.dtype)

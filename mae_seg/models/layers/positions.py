@@ -61,12 +61,15 @@ def relative_position_index(grid: Grid) -> torch.Tensor:
     ).flatten(1)
     relative = coords[:, :, None] - coords[:, None, :]  # (2, HW, HW)
     index_hw = (relative[0] + height - 1) * (2 * width - 1) + (relative[1] + width - 1)
-    num_rows = rel_pos_table_size(grid)
+    # The NUM_CLS_ENTRIES cls entries follow the offset entries, in the order the module
+    # docstring gives.
+    num_offsets = rel_pos_table_size(grid) - NUM_CLS_ENTRIES
+    cls_to_token, token_to_cls, cls_to_cls = range(num_offsets, num_offsets + NUM_CLS_ENTRIES)
     index = torch.empty((height * width + 1,) * 2, dtype=torch.long)
     index[1:, 1:] = index_hw
-    index[0, :] = num_rows - 3  # cls -> token
-    index[:, 0] = num_rows - 2  # token -> cls
-    index[0, 0] = num_rows - 1  # cls -> cls
+    index[0, :] = cls_to_token
+    index[:, 0] = token_to_cls
+    index[0, 0] = cls_to_cls
     return index
 
 

@@ -1,85 +1,234 @@
-"""Scaled dot-product attention with a learned additive bias, on the fastest path per device.
+"""Attention with a relative position bias: one function picks the kernel path, one small
+function per path.
 
-``F.scaled_dot_product_attention`` takes the bias as its float mask. On CUDA the
-memory-efficient kernel handles a mask that needs a gradient, and without autograd the
-CPU's flash kernel is the fastest in fp32 and bf16 alike. With a mask that needs a
-gradient the CPU falls back to the unfused math kernel, slower than mmseg's hand-written
-attention and keeping two ``(B, heads, N, N)`` tensors for backward. There:
-
-- fp32 uses :func:`attention_with_bias_table`: the flash kernel forward with the bias
-  gathered from its table, and a backward that recomputes bias and attention weights
-  (from the saved log-sum-exp) one image at a time, so nothing of size ``N^2`` is kept
-  between forward and backward, not even the bias (50 MB per ViT-B layer at 512x512);
-- other dtypes (bf16 under autocast) use the plain formula, whose bf16 matrix products
-  beat both the CPU's bf16 flash kernel and the recomputation's elementwise passes; it
-  keeps one ``N^2`` tensor per layer for backward.
+Every path computes ``softmax(query @ key^T / sqrt(D) + bias) @ value`` with
+``bias[h, i, j] = table[h, index[i, j]]``, shared by the images of the batch. They differ in
+speed and in what they keep for backward; :func:`choose_attention_path` says which one runs
+where, and why. A new path (say FlexAttention on CUDA) is one more function in
+:data:`ATTENTION_PATHS` and one more rule in :func:`choose_attention_path`.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ['attention_with_bias', 'attention_with_bias_table', 'recomputes_bias']
+__all__ = [
+    'ATTENTION_PATHS',
+    'AttentionWorkspace',
+    'attention_with_rel_pos_bias',
+    'choose_attention_path',
+    'cpu_flash_kernel_available',
+    'gather_bias',
+]
+
+FUSED_SDPA = 'fused_sdpa'
+CPU_FORMULA = 'cpu_formula'
+CPU_TABLE_RECOMPUTE = 'cpu_table_recompute'
 
 
-def recomputes_bias(query: torch.Tensor, table: torch.Tensor, dropout_p: float) -> bool:
-    """Whether :func:`attention_with_bias_table` is the path for this call: training in
-    fp32 on the CPU, without attention dropout."""
-    return (
-        torch.is_grad_enabled()
-        and table.requires_grad
-        and query.device.type == 'cpu'
-        and query.dtype == torch.float32
-        and dropout_p == 0.0
-    )
+class AttentionWorkspace:
+    """Scratch tensors shared by the attention layers of one forward pass without autograd.
+
+    The gathered bias of ViT-B at 512x512 is 50 MB per layer. On the CPU a fresh tensor
+    that large is mapped from the OS and page-faulted in on every layer, which takes longer
+    than the gather itself; without autograd nothing keeps a layer's bias after the layer,
+    so one tensor serves all of them.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def get(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """An uninitialised tensor of this shape, the same one on every call with the same
+        name and layout."""
+        tensor = self._tensors.get(name)
+        if tensor is None or (tensor.shape, tensor.dtype, tensor.device) != (
+            torch.Size(shape),
+            dtype,
+            device,
+        ):
+            tensor = torch.empty(shape, dtype=dtype, device=device)
+            self._tensors[name] = tensor
+        return tensor
 
 
-def attention_with_bias(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    bias: torch.Tensor,
-    dropout_p: float = 0.0,
-) -> torch.Tensor:
-    """``softmax(query @ key^T / sqrt(D) + bias) @ value``.
+@functools.cache
+def cpu_flash_kernel_available() -> bool:
+    """Whether torch's private CPU flash-attention op exists and behaves as expected.
+
+    ``aten._scaled_dot_product_flash_attention_for_cpu`` returns the log-sum-exp that the
+    recomputing backward needs and the public ``F.scaled_dot_product_attention`` does not;
+    being private, it may be renamed or change its signature. Checked once per process, on
+    a tiny input against the public function.
+    """
+    kernel = getattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None)
+    if kernel is None:
+        return False
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(1, 1, 3, 2, generator=generator) for _ in range(3))
+    mask = torch.randn(1, 1, 3, 3, generator=generator)
+    try:
+        out, logsumexp = kernel(query, key, value, 0.0, False, attn_mask=mask, scale=0.5)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    expected = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=0.5)
+    return logsumexp.shape == (1, 1, 3) and torch.allclose(out, expected, atol=1e-5)
+
+
+def choose_attention_path(
+    device: torch.device, dtype: torch.dtype, needs_grad: bool, dropout_p: float
+) -> str:
+    """The name of the :data:`ATTENTION_PATHS` entry for these conditions.
+
+    - No gradient for the bias table (inference, a frozen table), any CUDA call, or
+      attention dropout: ``'fused_sdpa'``, ``F.scaled_dot_product_attention`` with the
+      gathered bias as its float mask. On CUDA the memory-efficient kernel takes a mask
+      that needs a gradient; without one the CPU's flash kernel is the fastest there is,
+      in fp32 and bf16 alike. Dropout needs SDPA's own dropout.
+    - CPU fp32 training: ``'cpu_table_recompute'``. SDPA would fall back to its unfused
+      math kernel for a mask with a gradient, slower than the plain formula and keeping two
+      ``(B, heads, N, N)`` tensors for backward; this path runs the flash kernel forward and
+      a backward that recomputes bias and attention weights image by image, so nothing of
+      size ``N^2`` is kept between forward and backward (50 MB a ViT-B layer at 512x512).
+      It needs torch's private CPU flash op (:func:`cpu_flash_kernel_available`); without
+      it, ``'fused_sdpa'``.
+    - CPU training in other dtypes (bf16 under autocast): ``'cpu_formula'``, the plain
+      formula, whose bf16 matrix products beat both the CPU's bf16 flash kernel and the
+      recomputation's elementwise passes; it keeps one ``N^2`` tensor per layer.
 
     Args:
-        query, key, value: ``(B, heads, N, D)``.
-        bias: ``(1 or B, heads, N, N)``, same dtype as ``query``.
+        device: device of the query.
+        dtype: dtype of the query.
+        needs_grad: autograd is on and the bias table requires a gradient.
         dropout_p: dropout on the attention weights.
+    """
+    if not needs_grad or device.type != 'cpu' or dropout_p > 0.0:
+        return FUSED_SDPA
+    if dtype != torch.float32:
+        return CPU_FORMULA
+    return CPU_TABLE_RECOMPUTE if cpu_flash_kernel_available() else FUSED_SDPA
+
+
+def gather_bias(
+    table: torch.Tensor,
+    index: torch.Tensor,
+    dtype: torch.dtype,
+    workspace: AttentionWorkspace | None = None,
+) -> torch.Tensor:
+    """The bias of every (query, key) pair, gathered for all heads at once.
+
+    Args:
+        table: ``(heads, T)``, head-major: ``index_select`` along its rows is several times
+            faster than advanced indexing of a ``(T, heads)`` table, forward and backward.
+        index: ``(N, N)`` integer entries in ``[0, T)``.
+        dtype: dtype of the result.
+        workspace: where to gather without allocating (no autograd).
 
     Returns:
-        ``(B, heads, N, D)``.
+        ``(1, heads, N, N)``, contiguous: the 4-D mask layout that lets SDPA use its fused
+        kernels (a 3-D mask sends the CPU to the unfused math kernel).
     """
-    needs_bias_grad = torch.is_grad_enabled() and bias.requires_grad
-    if needs_bias_grad and query.device.type == 'cpu' and dropout_p == 0.0:
-        scores = (query * query.shape[-1] ** -0.5) @ key.transpose(-2, -1) + bias
-        return scores.softmax(-1) @ value
+    # The gather runs in the table's dtype because the CPU's bf16 index_select is slower
+    # than fp32's followed by a cast.
+    heads = table.shape[0]
+    shape = (1, heads, *index.shape)
+    if workspace is None:
+        return table.index_select(1, index.view(-1)).view(shape).to(dtype)
+    gathered = workspace.get('bias', shape, table.dtype, table.device)
+    torch.index_select(table, 1, index.view(-1), out=gathered.view(heads, -1))
+    if dtype == table.dtype:
+        return gathered
+    return workspace.get('bias_cast', shape, dtype, table.device).copy_(gathered)
+
+
+def fused_sdpa(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    table: Tensor,
+    index: Tensor,
+    dropout_p: float,
+    workspace: AttentionWorkspace | None,
+) -> Tensor:
+    """``F.scaled_dot_product_attention`` with the gathered bias as its float mask."""
+    bias = gather_bias(table, index, query.dtype, workspace)
     return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p)
 
 
-def attention_with_bias_table(
+def cpu_formula(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    table: Tensor,
+    index: Tensor,
+    dropout_p: float,
+    workspace: AttentionWorkspace | None,
+) -> Tensor:
+    """The formula written out: fast bf16 matrix products on the CPU while training."""
+    bias = gather_bias(table, index, query.dtype)
+    scores = (query * query.shape[-1] ** -0.5) @ key.transpose(-2, -1) + bias
+    return scores.softmax(-1) @ value
+
+
+def cpu_table_recompute(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    table: Tensor,
+    index: Tensor,
+    dropout_p: float,
+    workspace: AttentionWorkspace | None,
+) -> Tensor:
+    """CPU flash-attention forward, backward recomputing bias and weights image by image."""
+    return _CPUAttentionWithBiasTable.apply(query, key, value, table, index)
+
+
+AttentionPath = Callable[..., torch.Tensor]
+
+#: Every path, by the name :func:`choose_attention_path` gives. Each takes
+#: ``(query, key, value, table, index, dropout_p, workspace)`` as
+#: :func:`attention_with_rel_pos_bias` does.
+ATTENTION_PATHS: dict[str, AttentionPath] = {
+    FUSED_SDPA: fused_sdpa,
+    CPU_FORMULA: cpu_formula,
+    CPU_TABLE_RECOMPUTE: cpu_table_recompute,
+}
+
+
+def attention_with_rel_pos_bias(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     table: torch.Tensor,
     index: torch.Tensor,
+    dropout_p: float = 0.0,
+    workspace: AttentionWorkspace | None = None,
 ) -> torch.Tensor:
     """``softmax(query @ key^T / sqrt(D) + bias) @ value`` with
-    ``bias[h, i, j] = table[h, index[i, j]]``, shared by the images: the CPU fp32 training
-    path (see :func:`recomputes_bias`).
+    ``bias[h, i, j] = table[h, index[i, j]]``, on the path :func:`choose_attention_path`
+    picks.
 
     Args:
-        query, key, value: ``(B, heads, N, D)``, fp32, on the CPU.
+        query, key, value: ``(B, heads, N, D)``.
         table: ``(heads, T)``, head-major.
         index: ``(N, N)`` integer entries in ``[0, T)``.
+        dropout_p: dropout on the attention weights.
+        workspace: scratch shared across layers; only without autograd.
 
     Returns:
         ``(B, heads, N, D)``.
     """
-    return _CPUAttentionWithBiasTable.apply(query, key, value, table, index)
+    needs_grad = torch.is_grad_enabled() and table.requires_grad
+    path = choose_attention_path(query.device, query.dtype, needs_grad, dropout_p)
+    return ATTENTION_PATHS[path](query, key, value, table, index, dropout_p, workspace)
 
 
 class _CPUAttentionWithBiasTable(torch.autograd.Function):
