@@ -4,7 +4,12 @@ Importing the package registers its modules in mmseg's registries; configs pull 
 ``custom_imports = dict(imports=['mae_seg'], allow_failed_imports=False)``.
 """
 
-from .compat import allow_mmengine_checkpoints, resolve_scoped_configs
+from .compat import (
+    allow_mmengine_checkpoints,
+    quiet_known_warnings,
+    resolve_scoped_configs,
+    summarize_init_info,
+)
 from .datasets import MinSizeResize
 from .engine import MAELayerDecayOptimizerConstructor
 from .models import MAEViT
@@ -12,5 +17,7 @@ from .version import __version__
 
 allow_mmengine_checkpoints()
 resolve_scoped_configs()
+quiet_known_warnings()
+summarize_init_info()
 
 __all__ = ['MAELayerDecayOptimizerConstructor', 'MAEViT', 'MinSizeResize', '__version__']

@@ -1,7 +1,8 @@
 """Shims for running the OpenMMLab 1.x stack on current PyTorch, each one explained.
 
 Only what is needed and nothing global beyond it: importing :mod:`mae_seg` calls
-:func:`allow_mmengine_checkpoints` and :func:`resolve_scoped_configs` once.
+:func:`allow_mmengine_checkpoints`, :func:`resolve_scoped_configs`,
+:func:`quiet_known_warnings` and :func:`summarize_init_info` once.
 """
 
 from __future__ import annotations
@@ -10,17 +11,22 @@ import importlib.metadata
 import importlib.util
 import os
 import pickle
+import warnings
+from logging import FileHandler
 from typing import Any
 
 import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, MMLogger
+from mmengine.model import BaseModule
 
 __all__ = [
     'allow_mmengine_checkpoints',
     'installed_package_path',
     'mmengine_checkpoint_globals',
+    'quiet_known_warnings',
     'resolve_scoped_configs',
+    'summarize_init_info',
 ]
 
 
@@ -122,3 +128,58 @@ def resolve_scoped_configs() -> None:
 
     config.is_installed = _is_installed
     config.get_installed_path = installed_package_path
+
+
+# (message start, module that warns, why no user can act on it)
+_KNOWN_WARNINGS = [
+    (
+        'The shape of value will convert from',
+        r'mmengine\.structures\.pixel_data',
+        'mmseg keeps 2-D maps in PixelData, which makes them (1, H, W) as intended and says so '
+        'for every image: dozens of lines per test run',
+    ),
+    (
+        '``build_loss`` would be deprecated soon',
+        r'mmseg\.models\.builder',
+        "mmseg's own decode heads call it",
+    ),
+    (
+        'Default ``avg_non_ignore`` is False',
+        r'mmseg\.models\.losses\.cross_entropy_loss',
+        "the published recipes use mmseg's default; changing it changes the loss",
+    ),
+]
+
+
+def quiet_known_warnings() -> None:
+    """Hide the OpenMMLab warnings no user can act on, each by its message and module only
+    (see ``_KNOWN_WARNINGS`` for why each one)."""
+    for message, module, _ in _KNOWN_WARNINGS:
+        warnings.filterwarnings('ignore', message=message, category=UserWarning, module=module)
+
+
+def summarize_init_info() -> None:
+    """One summary line instead of mmengine's per-parameter initialisation report.
+
+    Without a log file, mmengine's ``BaseModule`` logs three lines for every parameter of a
+    model it initialises (thousands for a segmentor). With one (a ``Runner``'s), the report
+    goes to that file as before, and the terminal gets the summary line.
+    """
+    if getattr(BaseModule._dump_init_info, '_summarized', False):
+        return
+    dump_to_file = BaseModule._dump_init_info
+
+    def dump_init_info(module: BaseModule) -> None:
+        logger = MMLogger.get_current_instance()
+        log_files = [h.baseFilename for h in logger.handlers if isinstance(h, FileHandler)]
+        if log_files:
+            dump_to_file(module)
+        params = list(module.parameters())
+        where = f'per-parameter details in {log_files[0]}' if log_files else 'no log file'
+        logger.info(
+            f'{type(module).__name__}: initialised {len(params)} parameter tensors '
+            f'({sum(p.numel() for p in params) / 1e6:.2f} M values); {where}'
+        )
+
+    dump_init_info._summarized = True
+    BaseModule._dump_init_info = dump_init_info

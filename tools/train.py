@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='only check the config, its checkpoints and data sets, then exit '
         '(tools/dist_train.sh does this before starting its processes)',
     )
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='print the environment, the config and the hook table on the terminal too '
+        '(always in the log file of the work dir)',
+    )
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK instead.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             check_run_inputs(cfg, training=True)
             return 0
-        summary = train(cfg)
+        summary = train(cfg, verbose=args.verbose)
     except (ConfigError, CheckpointError) as error:
         print(f'train.py: error: {error}', file=sys.stderr)
         return 2

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os.path as osp
 from dataclasses import dataclass
 
 import torch
 from mmengine.config import Config
 from mmengine.dist import get_dist_info
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
@@ -34,11 +37,48 @@ class TrainSummary:
         )
 
 
-def build_runner(cfg: Config) -> Runner:
-    """mmengine's ``Runner``, or the config's ``runner_type`` from mmseg's registry."""
+# What mmengine's Runner logs once at its start, hundreds of lines in all: the environment,
+# the whole config and the hook table. The log file keeps them; the terminal gets one line
+# that says where they are.
+_LOG_FILE_ONLY = ('System environment:', 'Config:', 'Hooks will be executed in the following order')
+
+
+class _LogFileOnly(logging.Filter):
+    """Keeps the start-of-run dumps of mmengine's Runner off a terminal handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().lstrip('-\n ')
+        return not message.startswith(_LOG_FILE_ONLY)
+
+
+class _Runner(Runner):
+    """mmengine's ``Runner`` whose terminal output leaves out the start-of-run dumps."""
+
+    def build_logger(self, *args, **kwargs) -> MMLogger:
+        logger = super().build_logger(*args, **kwargs)
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.addFilter(_LogFileOnly())
+        return logger
+
+
+def build_runner(cfg: Config, verbose: bool = False) -> Runner:
+    """mmengine's ``Runner``, or the config's ``runner_type`` from mmseg's registry.
+
+    Args:
+        cfg: the run's config.
+        verbose: print the environment, config and hook table on the terminal too (mmengine's
+            ``Runner`` does); otherwise they go to the log file only, and the terminal gets
+            one line naming it.
+    """
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    if verbose:
+        return Runner.from_cfg(cfg)
+    runner = _Runner.from_cfg(cfg)
+    log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
+    runner.logger.info(f'environment, config and hooks: {log_file}')
+    return runner
 
 
 def _summarize(runner: Runner) -> TrainSummary:
@@ -50,25 +90,29 @@ def _summarize(runner: Runner) -> TrainSummary:
     return TrainSummary(rank, world_size, device, runner.iter, checksum)
 
 
-def train(cfg: Config) -> TrainSummary:
+def train(cfg: Config, verbose: bool = False) -> TrainSummary:
     """Check inputs, join the process group (on a CPU too) if launched so, and train.
+
+    ``verbose`` as :func:`build_runner` takes it.
 
     Raises:
         ConfigError: a checkpoint or data set the run needs is missing or empty.
     """
     check_run_inputs(cfg, training=True)
     with process_group(cfg):
-        runner = build_runner(cfg)
+        runner = build_runner(cfg, verbose)
         runner.train()
         return _summarize(runner)
 
 
-def test(cfg: Config) -> dict:
+def test(cfg: Config, verbose: bool = False) -> dict:
     """Check inputs, join the process group (on a CPU too) if launched so, and test.
+
+    ``verbose`` as :func:`build_runner` takes it.
 
     Returns:
         the evaluator's metrics, e.g. ``{'aAcc': ..., 'mIoU': ..., 'mAcc': ...}``.
     """
     check_run_inputs(cfg, training=False)
     with process_group(cfg):
-        return build_runner(cfg).test()
+        return build_runner(cfg, verbose).test()

@@ -170,7 +170,11 @@ def test_two_processes_train_together(two_process_run):
     )
     assert sorted(rank for rank, _ in ranks) == ['0', '1']
     assert len({checksum for _, checksum in ranks}) == 1  # DDP kept the replicas equal
-    assert 'Distributed training: True' in result.stdout
+    # The environment block goes to the log file, not to the terminal.
+    (log_file,) = work_dir.glob('*/*.log')
+    assert 'Distributed training: True' in log_file.read_text()
+    assert 'System environment' not in result.stdout
+    assert f'environment, config and hooks: {log_file}' in result.stdout
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_4.pth']
 
 
@@ -187,6 +191,12 @@ def test_test_tool_with_tta_and_show_dir(two_process_run, run_config, tmp_path):
     (metrics_file,) = tmp_path.glob('*/*.json')
     assert 0 <= json.loads(metrics_file.read_text())['mIoU'] <= 100
     assert len(list((tmp_path / 'paint/vis_data/vis_image').glob('*.png'))) == 2
+    # Environment, config and hook table in the log file only; no warning nobody can act on.
+    (log_file,) = tmp_path.glob('*/*.log')
+    for dump in ('System environment:', 'Config:', 'Hooks will be executed'):
+        assert dump in log_file.read_text()
+        assert dump not in result.stdout
+    assert 'The shape of value will convert' not in result.stderr
 
 
 @pytest.mark.slow
