@@ -110,7 +110,9 @@ def test_the_configs_segmentor_calls_no_mmcv_op():
     from mmseg.structures import SegDataSample
 
     model = _segmentor_of_the_vit_b_config()
-    mmcv_modules = sorted({type(m).__qualname__ for m in model.modules() if 'mmcv.ops' in type(m).__module__})
+    mmcv_modules = sorted(
+        {type(m).__qualname__ for m in model.modules() if 'mmcv.ops' in type(m).__module__}
+    )
 
     def sample(height, width):
         data_sample = SegDataSample()
@@ -121,19 +123,25 @@ def test_the_configs_segmentor_calls_no_mmcv_op():
 
     with _ExtCallRecorder() as recorder:
         model.train()
-        batch = dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
-                     data_samples=[sample(64, 64), sample(64, 64)])
+        batch = dict(
+            inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+            data_samples=[sample(64, 64), sample(64, 64)],
+        )
         data = model.data_preprocessor(batch, training=True)
         losses = model.loss(**data)
         sum(v for k, v in losses.items() if k.endswith('loss_ce')).backward()
         model.eval()
         with torch.no_grad():
-            batch = dict(inputs=[torch.randint(0, 255, (3, 64, 86), dtype=torch.uint8)],
-                         data_samples=[sample(64, 86)])
+            batch = dict(
+                inputs=[torch.randint(0, 255, (3, 64, 86), dtype=torch.uint8)],
+                data_samples=[sample(64, 86)],
+            )
             data = model.data_preprocessor(batch, training=False)
             prediction = model.predict(**data)
     assert prediction[0].pred_sem_seg.data.shape == (1, 64, 86)  # the slide path ran
-    print(f'mmcv compiled ops called: {sorted(recorder.called) or "none"}; '
-          f'mmcv.ops modules: {mmcv_modules or "none"}')
+    print(
+        f'mmcv compiled ops called: {sorted(recorder.called) or "none"}; '
+        f'mmcv.ops modules: {mmcv_modules or "none"}'
+    )
     assert recorder.called == set()
     assert mmcv_modules == []

@@ -114,13 +114,19 @@ def wheel_requirements(wheel: Path) -> list[Requirement]:
     with zipfile.ZipFile(wheel) as archive:
         metadata = next(n for n in archive.namelist() if n.endswith('.dist-info/METADATA'))
         text = archive.read(metadata).decode()
-    return [Requirement(line.split(':', 1)[1]) for line in text.splitlines() if line.startswith('Requires-Dist:')]
+    return [
+        Requirement(line.split(':', 1)[1])
+        for line in text.splitlines()
+        if line.startswith('Requires-Dist:')
+    ]
 
 
 def sdist_requirements(sdist: Path) -> list[Requirement]:
     """mmcv's runtime requirements, from ``requirements/runtime.txt`` in its sdist."""
     with tarfile.open(sdist) as archive:
-        member = next(m for m in archive.getmembers() if m.name.endswith('requirements/runtime.txt'))
+        member = next(
+            m for m in archive.getmembers() if m.name.endswith('requirements/runtime.txt')
+        )
         text = archive.extractfile(member).read().decode()
     lines = (line.split('#', 1)[0].strip() for line in text.splitlines())
     return [Requirement(line) for line in lines if line]
@@ -229,12 +235,15 @@ def pip_fetcher(dest: Path, python_version: str, binary: bool = True) -> Fetch:
     platforms = [f'{tag}_x86_64' for tag in MANYLINUX] + ['linux_x86_64', 'any']
     target = ['--python-version', python_version, '--implementation', 'cp']
     target += [arg for platform in platforms for arg in ('--platform', platform)]
-    kind = ['--only-binary=:all:', *target] if binary else ['--no-binary=:all:', '--no-build-isolation']
+    kind = (
+        ['--only-binary=:all:', *target]
+        if binary
+        else ['--no-binary=:all:', '--no-build-isolation']
+    )
 
     def fetch(requirements: list[str]) -> list[Path]:
         if not requirements:
             return []
-        before = set(dest.iterdir())
         command = [sys.executable, '-m', 'pip', 'download', '--no-deps', '-q', '-d', str(dest)]
         print(f'  fetching {len(requirements)}: {" ".join(requirements)}', flush=True)
         done = subprocess.run(command + kind + requirements, capture_output=True, text=True)
@@ -268,17 +277,38 @@ def _is_package(path: Path) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='wheelhouse', description=__doc__.split('\n\n')[0])
     parser.add_argument('dest', type=Path, help='folder to fill (created if missing)')
-    parser.add_argument('--python-version', default='.'.join(map(str, sys.version_info[:2])),
-                        help="the node's Python, e.g. 3.12 (default: this interpreter's)")
-    parser.add_argument('--have', type=Path,
-                        help="what the node has: its 'pip freeze' or 'pip list' output, or names "
-                        '(default: torch and torchvision only)')
-    parser.add_argument('--sdist', action='append', default=[], metavar='REQ',
-                        help='a requirement fetched as source and built on the node (mmcv)')
-    parser.add_argument('--extra', action='append', default=[], metavar='REQ',
-                        help='one more requirement, fetched even if the node has it (build tools)')
-    parser.add_argument('--project-extra', action='append', default=['tests'], metavar='NAME',
-                        help="mae_seg's extras to include (default: tests)")
+    parser.add_argument(
+        '--python-version',
+        default='.'.join(map(str, sys.version_info[:2])),
+        help="the node's Python, e.g. 3.12 (default: this interpreter's)",
+    )
+    parser.add_argument(
+        '--have',
+        type=Path,
+        help="what the node has: its 'pip freeze' or 'pip list' output, or names "
+        '(default: torch and torchvision only)',
+    )
+    parser.add_argument(
+        '--sdist',
+        action='append',
+        default=[],
+        metavar='REQ',
+        help='a requirement fetched as source and built on the node (mmcv)',
+    )
+    parser.add_argument(
+        '--extra',
+        action='append',
+        default=[],
+        metavar='REQ',
+        help='one more requirement, fetched even if the node has it (build tools)',
+    )
+    parser.add_argument(
+        '--project-extra',
+        action='append',
+        default=['tests'],
+        metavar='NAME',
+        help="mae_seg's extras to include (default: tests)",
+    )
     args = parser.parse_args(argv)
     if not re.fullmatch(r'3\.\d+', args.python_version):
         parser.error(f'--python-version {args.python_version!r}: expected e.g. 3.12')
@@ -297,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         sdists = pip_fetcher(args.dest, args.python_version, binary=False)(args.sdist)
         roots = project_requirements(args.project_extra)
         roots += [r for sdist in sdists for r in sdist_requirements(sdist)]
-        roots = [r for r in roots if canonicalize_name(r.name) not in {_name_and_version(s)[0] for s in sdists}]
+        built_on_node = {_name_and_version(sdist)[0] for sdist in sdists}
+        roots = [r for r in roots if canonicalize_name(r.name) not in built_on_node]
         wheels = resolve(roots, have, env, pip_fetcher(args.dest, args.python_version))
         # Build tools are wanted in the node's venv whatever the node has elsewhere, and may
         # be two versions of one package (the set-up swaps setuptools around the mmcv build).
@@ -309,10 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     pinned = sorted(f'{name}=={_name_and_version(path)[1]}' for name, path in wheels.items())
     (args.dest / 'requirements.txt').write_text('\n'.join(pinned) + '\n')
     size = sum(p.stat().st_size for p in args.dest.iterdir() if _is_package(p)) / 2**20
-    print(f'wheelhouse: {len(wheels)} runtime wheels, {len(tools)} build tools, '
-          f'{len(sdists)} sdist(s), {size:.1f} MiB; skipped as present: {len(have)} names')
-    print(f'wheelhouse: on the node: MAE_SEG_WHEELHOUSE={args.dest} MAE_SEG_SYSTEM_SITE=1 '
-          'bash tools/setup_env.sh')
+    print(
+        f'wheelhouse: {len(wheels)} runtime wheels, {len(tools)} build tools, '
+        f'{len(sdists)} sdist(s), {size:.1f} MiB; skipped as present: {len(have)} names'
+    )
+    print(
+        f'wheelhouse: on the node: MAE_SEG_WHEELHOUSE={args.dest} MAE_SEG_SYSTEM_SITE=1 '
+        'bash tools/setup_env.sh'
+    )
     return 0
 
 

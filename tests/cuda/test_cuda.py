@@ -106,8 +106,9 @@ def test_with_cp_gives_the_same_outputs_and_gradients():
         torch.testing.assert_close(grad, expected[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.float32],
-                         ids=['fp16', 'bf16', 'fp32'])
+@pytest.mark.parametrize(
+    'dtype', [torch.float16, torch.bfloat16, torch.float32], ids=['fp16', 'bf16', 'fp32']
+)
 @pytest.mark.parametrize('training', [True, False], ids=['train', 'infer'])
 def test_attention_runs_a_fused_kernel_not_math(dtype, training):
     """With the math backend switched off SDPA raises instead of falling back to it: a
@@ -170,9 +171,46 @@ def test_vit_b_upernet_amp_training_step_with_layer_decay():
     scaler = wrapper.loss_scaler
     start_scale = scaler.get_scale()
     for _ in range(3):
-        batch = dict(inputs=[torch.randint(0, 255, (3, 512, 512), dtype=torch.uint8)] * 2,
-                     data_samples=[sample(), sample()])
+        batch = dict(
+            inputs=[torch.randint(0, 255, (3, 512, 512), dtype=torch.uint8)] * 2,
+            data_samples=[sample(), sample()],
+        )
         log_vars = model.train_step(batch, wrapper)
         assert torch.isfinite(log_vars['loss']), log_vars
     # The dynamic scale either halved after an overflow or counted clean steps toward growth.
     assert scaler.get_scale() < start_scale or scaler._get_growth_tracker() > 0
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16], ids=['fp32', 'fp16'])
+def test_flex_table_values_and_gradients_match_fused_sdpa(dtype):
+    """FlexAttention with the bias read in the kernel, against SDPA with the gathered bias,
+    at ViT-B's 512x512 shape: values and the gradients of q, k, v and the table."""
+    from mae_seg.models.layers.positions import relative_position_index
+    from mae_seg.models.layers.sdpa import ATTENTION_PATHS
+
+    index = relative_position_index((32, 32)).cuda()
+    generator = torch.Generator(device='cuda').manual_seed(0)
+
+    def leaves():
+        generator.manual_seed(0)
+        qkv = [
+            torch.randn(2, 12, 1025, 64, device='cuda', generator=generator, dtype=dtype)
+            for _ in range(3)
+        ]
+        table = torch.randn(12, int(index.max()) + 1, device='cuda', generator=generator)
+        return [t.requires_grad_() for t in (*qkv, table)]
+
+    results = {}
+    for path in ('fused_sdpa', 'flex_table'):
+        q, k, v, table = leaves()
+        out = ATTENTION_PATHS[path](q, k, v, table.to(dtype), index, 0.0, None)
+        out.float().square().mean().backward()
+        results[path] = [out, q.grad, k.grad, v.grad, table.grad]
+    atol = 1e-4 if dtype == torch.float32 else 2e-2
+    for name, flex, sdpa in zip(
+        ['out', 'q', 'k', 'v', 'table'], results['flex_table'], results['fused_sdpa']
+    ):
+        scale = sdpa.float().abs().max().item()
+        torch.testing.assert_close(
+            flex.float(), sdpa.float(), rtol=0, atol=atol * max(scale, 1), msg=name
+        )

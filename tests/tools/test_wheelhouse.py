@@ -20,7 +20,7 @@ def wheelhouse():
 
 
 def make_wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
-    path = folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    path = folder / f'{name.replace("-", "_")}-{version}-py3-none-any.whl'
     metadata = [f'Name: {name}', f'Version: {version}'] + [f'Requires-Dist: {r}' for r in requires]
     with zipfile.ZipFile(path, 'w') as archive:
         archive.writestr(f'{name}-{version}.dist-info/METADATA', '\n'.join(metadata) + '\n')
@@ -112,7 +112,11 @@ def test_reads_pip_freeze_pip_list_and_names(wheelhouse, tmp_path):
         'Package    Version\n---------- -------\nnumpy      2.1.0\nscipy\n'
     )
     assert wheelhouse.read_have(have) == {
-        'torch', 'opencv-python-headless', 'timm', 'numpy', 'scipy'
+        'torch',
+        'opencv-python-headless',
+        'timm',
+        'numpy',
+        'scipy',
     }
 
 
@@ -129,4 +133,4 @@ def test_bad_arguments_are_one_line_errors(wheelhouse, tmp_path, capsys):
     assert 'no such file' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         wheelhouse.main([str(tmp_path / 'out'), '--python-version', 'py312'])
-    assert "expected e.g. 3.12" in capsys.readouterr().err
+    assert 'expected e.g. 3.12' in capsys.readouterr().err

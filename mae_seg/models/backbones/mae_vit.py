@@ -316,6 +316,10 @@ class MAEViT(BaseModule):
         ViT-L size, resizing several). With autograd they are recomputed, so that gradients
         reach the parameters; at the model's own grid nothing is resized.
         """
+        if torch.compiler.is_compiling():
+            # A compiled graph holds its own constants; looking up and comparing Python-side
+            # cache entries would break the graph at every layer.
+            return self._resize_positions(grid, relative_position_index(grid).to(device))
         entry = self._grid_cache.get(
             (grid, device), lambda: _CachedGrid(relative_position_index(grid).to(device))
         )

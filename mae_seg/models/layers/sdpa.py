@@ -4,8 +4,9 @@ function per path.
 Every path computes ``softmax(query @ key^T / sqrt(D) + bias) @ value`` with
 ``bias[h, i, j] = table[h, index[i, j]]``, shared by the images of the batch. They differ in
 speed and in what they keep for backward; :func:`choose_attention_path` says which one runs
-where, and why. A new path (say FlexAttention on CUDA) is one more function in
-:data:`ATTENTION_PATHS` and one more rule in :func:`choose_attention_path`.
+where, and why. A new path is one more function in :data:`ATTENTION_PATHS` and one more
+rule in :func:`choose_attention_path`; ``'flex_table'`` (FlexAttention) is in the table but
+has no rule yet: ``tools/analysis/attention_paths.py`` measures it against the others.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .flex import flex_attention_with_bias_table
 
 __all__ = [
     'ATTENTION_PATHS',
@@ -30,6 +33,7 @@ __all__ = [
 FUSED_SDPA = 'fused_sdpa'
 CPU_FORMULA = 'cpu_formula'
 CPU_TABLE_RECOMPUTE = 'cpu_table_recompute'
+FLEX_TABLE = 'flex_table'
 
 
 class AttentionWorkspace:
@@ -102,7 +106,9 @@ def choose_attention_path(
       it, ``'fused_sdpa'``.
     - CPU training in other dtypes (bf16 under autocast): ``'cpu_formula'``, the plain
       formula, whose bf16 matrix products beat both the CPU's bf16 flash kernel and the
-      recomputation's elementwise passes; it keeps one ``N^2`` tensor per layer.
+      recomputation's elementwise passes; it keeps one ``N^2`` tensor per layer. Also
+      CPU training under ``torch.compile``, which fuses the formula and cannot trace the
+      recomputing path's autograd function and private-kernel check without graph breaks.
 
     Args:
         device: device of the query.
@@ -112,7 +118,7 @@ def choose_attention_path(
     """
     if not needs_grad or device.type != 'cpu' or dropout_p > 0.0:
         return FUSED_SDPA
-    if dtype != torch.float32:
+    if dtype != torch.float32 or torch.compiler.is_compiling():
         return CPU_FORMULA
     return CPU_TABLE_RECOMPUTE if cpu_flash_kernel_available() else FUSED_SDPA
 
@@ -178,6 +184,24 @@ def cpu_formula(
     return scores.softmax(-1) @ value
 
 
+def flex_table(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    table: Tensor,
+    index: Tensor,
+    dropout_p: float,
+    workspace: AttentionWorkspace | None,
+) -> Tensor:
+    """FlexAttention reading the bias from its table inside the kernel: no ``N^2`` bias
+    in memory. CUDA for training (torch has no FlexAttention backward on the CPU); no
+    dropout. Not chosen automatically until measured against ``'fused_sdpa'`` on a GPU
+    (``tools/analysis/attention_paths.py``)."""
+    if dropout_p > 0.0:
+        raise ValueError('the flex_table attention path has no attention dropout')
+    return flex_attention_with_bias_table(query, key, value, table, index)
+
+
 def cpu_table_recompute(
     query: Tensor,
     key: Tensor,
@@ -200,6 +224,7 @@ ATTENTION_PATHS: dict[str, AttentionPath] = {
     FUSED_SDPA: fused_sdpa,
     CPU_FORMULA: cpu_formula,
     CPU_TABLE_RECOMPUTE: cpu_table_recompute,
+    FLEX_TABLE: flex_table,
 }
 
 
