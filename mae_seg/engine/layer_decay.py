@@ -93,6 +93,16 @@ class MAELayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         )
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
+    def __call__(self, model: nn.Module):
+        optim_wrapper = super().__call__(model)
+        # mmengine builds the optimizer from a ConfigDict, which turns every param group
+        # into a ConfigDict too; torch.compile (mmengine's compile=True compiles train_step,
+        # the optimizer step included) cannot trace a dict subclass there. Plain dicts, as
+        # torch makes them.
+        optimizer = optim_wrapper.optimizer
+        optimizer.param_groups[:] = [dict(group) for group in optimizer.param_groups]
+        return optim_wrapper
+
     def add_params(self, params: list[dict], module: nn.Module, **kwargs) -> None:
         groups: dict[tuple, dict] = {}
         for name, param in module.named_parameters():
