@@ -107,8 +107,9 @@ fi
 ops_kind=$([[ $MMCV_CUDA == 1 ]] && echo cuda-ops || echo cpu-ops)
 torch_tag=$("$VPY" -c '
 import torch
+version = torch.__version__.split("+")[0]
 build = f"cu{torch.version.cuda}" if torch.version.cuda else "cpu"
-print(f"torch{torch.__version__.split(\"+\")[0]}-{build}")')
+print(f"torch{version}-{build}")')
 echo "torch build: $torch_tag; mmcv ops: $ops_kind"
 
 step "mmcv $MMCV_VERSION with compiled ops ($ops_kind)"
