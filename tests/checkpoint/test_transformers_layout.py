@@ -260,3 +260,14 @@ def test_converted_file_loads_into_the_printed_mae_vit(pretraining_folder, tmp_p
     result = model.load_state_dict(saved['state_dict'], strict=False)
     assert not result.unexpected_keys
     assert set(result.missing_keys) == set(conversion.architecture.keys_left_to_mae_vit())
+
+
+@pytest.mark.slow
+def test_vit_base_hub_folder_equals_transformers(tmp_path):
+    """Real size: transformers' default ViTMAEConfig is facebook/vit-mae-base's."""
+    folder = _save(transformers.ViTMAEForPreTraining(transformers.ViTMAEConfig()), tmp_path / 'b')
+    conversion = convert_checkpoint(str(folder))
+    assert len(conversion.source_state_dict) == 334 and len(conversion.state_dict) == 150
+    heads, _ = resolve_num_heads(conversion.architecture, None, conversion.config_num_heads)
+    assert heads == 12
+    assert verify_against_transformers(conversion, heads) <= VERIFY_TOLERANCE
