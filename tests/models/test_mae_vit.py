@@ -310,3 +310,28 @@ def test_resize_abs_pos_embed_equals_mmseg():
     assert ours.resize_abs_pos_embed(state) is state
     assert state['pos_embed'].shape == (1, 1 + 32 * 32, 96)
     torch.testing.assert_close(state['pos_embed'], expected, rtol=0, atol=1e-5)
+
+
+def test_pretrained_loading_goes_through_the_public_resize_methods(tmp_path):
+    """As in mmseg's init_weights, so a subclass that overrides them is honoured."""
+    calls = []
+
+    class Tracked(MAEViT):
+        def resize_rel_pos_embed(self, checkpoint):
+            calls.append('rel')
+            return super().resize_rel_pos_embed(checkpoint)
+
+        def resize_abs_pos_embed(self, state_dict):
+            calls.append('abs')
+            return super().resize_abs_pos_embed(state_dict)
+
+    source = randomize_(MAEViT(img_size=224, **TINY))
+    path = tmp_path / 'pretrain.pth'
+    torch.save({'state_dict': source.state_dict()}, path)
+    model = Tracked(img_size=512, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **TINY)
+    model.init_weights()
+    assert calls == ['rel', 'abs']
+    reference = MAEViT(img_size=512, **TINY)
+    reference.load_state_dict(source.state_dict())
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, msg=key)

@@ -386,6 +386,8 @@ class MAEViT(BaseModule):
             prefix: take only keys under this prefix, e.g. ``'backbone.'`` for a segmentor.
         """
         state_dict = extract_state_dict(load_checkpoint_file(path), prefix=prefix)
+        # mmseg's order: position parameters fitted to this model, then a non-strict load.
+        state_dict = self.resize_abs_pos_embed(self.resize_rel_pos_embed(state_dict))
         result = self.load_state_dict(state_dict, strict=False)
         message = f'{type(self).__name__}: loaded {len(state_dict)} tensors from {path}'
         if result.missing_keys:
@@ -404,7 +406,7 @@ class MAEViT(BaseModule):
         interpolates along a geometric sequence with scipy's ``interp2d`` (removed in scipy
         1.14, so it raises there) and only for square grids, this resamples bicubically
         (:func:`~mae_seg.models.layers.positions.resize_rel_pos_bias_table`), for any grid.
-        Loading needs no call to it: :meth:`load_state_dict` resizes the same way.
+        :meth:`load_pretrained` calls it; :meth:`load_state_dict` resizes the same way.
 
         Args:
             checkpoint: ``{'state_dict': {...}}`` or a state dict, with MAEViT names.
@@ -428,7 +430,7 @@ class MAEViT(BaseModule):
         """mmseg's ``MAE.resize_abs_pos_embed``: fit a square ``pos_embed`` to this model's grid.
 
         Bicubic, class token kept, in place; unlike mmseg's, to a non-square grid too.
-        Loading needs no call to it: :meth:`load_state_dict` resizes the same way.
+        :meth:`load_pretrained` calls it; :meth:`load_state_dict` resizes the same way.
 
         Args:
             state_dict: MAEViT names; ``pos_embed`` is ``(1, 1 + S*S, C)``.
