@@ -37,7 +37,8 @@ setup(
         'regex',
     ],
     extras_require={
-        'tests': ['pytest>=7', 'ruff>=0.5'],
+        # transformers: the reference model the hub-checkpoint conversion is tested against.
+        'tests': ['pytest>=7', 'ruff>=0.5', 'transformers'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -51,51 +51,50 @@ class EncoderArchitecture:
         """Image side the position embedding was trained for."""
         return self.grid * self.patch_size
 
+    def mae_vit_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name and shape of every tensor of the MAEViT that :meth:`mae_vit_kwargs` builds.
+
+        Read from a MAEViT built on the ``meta`` device (no memory, no initialisation), so
+        the converter's names cannot drift from the model's.
+        """
+        from ..models import MAEViT  # the model imports this package: import at call time
+
+        heads = self.rel_pos_table[1] if self.rel_pos_table is not None else 1
+        with torch.device('meta'):
+            model = MAEViT(**self.mae_vit_kwargs(heads))
+        return {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every tensor name of a MAEViT state dict of this architecture, with its shape."""
-        dims, hidden, patch = self.embed_dims, self.mlp_ratio * self.embed_dims, self.patch_size
-        shapes = {
-            'cls_token': (1, 1, dims),
-            'pos_embed': (1, 1 + self.grid**2, dims),
-            'patch_embed.projection.weight': (dims, self.in_channels, patch, patch),
-            'patch_embed.projection.bias': (dims,),
-        }
-        for i in range(self.num_layers):
-            layer = {
-                'ln1.weight': (dims,),
-                'ln1.bias': (dims,),
-                'attn.qkv.weight': (3 * dims, dims),
-                'attn.qkv.bias': (3 * dims,),
-                'attn.proj.weight': (dims, dims),
-                'attn.proj.bias': (dims,),
-                'ln2.weight': (dims,),
-                'ln2.bias': (dims,),
-                'ffn.layers.0.0.weight': (hidden, dims),
-                'ffn.layers.0.0.bias': (hidden,),
-                'ffn.layers.1.weight': (dims, hidden),
-                'ffn.layers.1.bias': (dims,),
-            }
-            if self.layer_scale:
-                layer.update({'gamma_1': (dims,), 'gamma_2': (dims,)})
-            if self.rel_pos_table is not None:
-                layer['attn.relative_position_bias_table'] = self.rel_pos_table
-            shapes.update({f'layers.{i}.{name}': shape for name, shape in layer.items()})
-        if self.final_norm:
-            shapes.update({'ln1.weight': (dims,), 'ln1.bias': (dims,)})
+        """Every tensor name of a checkpoint of this architecture, with its shape.
+
+        MAEViT's (:meth:`mae_vit_shapes`) less layer scales and bias tables when the
+        checkpoint has none; a table keeps its own rows, as MAEViT resizes a table of
+        another grid when loading it.
+        """
+        shapes = {}
+        for key, shape in self.mae_vit_shapes().items():
+            name = key.rsplit('.', 1)[-1]
+            if name in ('gamma_1', 'gamma_2') and not self.layer_scale:
+                continue
+            if name == 'relative_position_bias_table':
+                if self.rel_pos_table is None:
+                    continue
+                shape = self.rel_pos_table
+            shapes[key] = shape
         return shapes
 
     def keys_left_to_mae_vit(self) -> list[str]:
         """MAEViT parameters the checkpoint lacks, which keep MAEViT's initial values."""
-        keys = []
-        for i in range(self.num_layers):
-            if not self.layer_scale:
-                keys += [f'layers.{i}.gamma_1', f'layers.{i}.gamma_2']
-            if self.rel_pos_table is None:
-                keys.append(f'layers.{i}.attn.relative_position_bias_table')
-        return keys
+        expected = self.expected_shapes()
+        return [key for key in self.mae_vit_shapes() if key not in expected]
 
-    def mae_vit_kwargs(self, num_heads: int) -> dict:
-        """MAEViT arguments that rebuild this encoder as it was pretrained."""
+    def mae_vit_kwargs(self, num_heads: int, norm_eps: float = 1e-6) -> dict:
+        """MAEViT arguments that rebuild this encoder as it was pretrained.
+
+        Args:
+            num_heads: attention heads (the weights fix them only with bias tables).
+            norm_eps: LayerNorm epsilon; MAE's own is 1e-6, transformers' configs say theirs.
+        """
         return dict(
             img_size=self.img_size,
             patch_size=self.patch_size,
@@ -104,7 +103,7 @@ class EncoderArchitecture:
             num_layers=self.num_layers,
             num_heads=num_heads,
             mlp_ratio=self.mlp_ratio,
-            norm_cfg=dict(type='LN', eps=1e-6),
+            norm_cfg=dict(type='LN', eps=norm_eps),
             final_norm=self.final_norm,
         )
 
@@ -191,15 +190,26 @@ def _check_tensors(
 
 
 def resolve_num_heads(
-    architecture: EncoderArchitecture, requested: int | None = None
+    architecture: EncoderArchitecture,
+    requested: int | None = None,
+    config_heads: int | None = None,
 ) -> tuple[int, str]:
-    """The attention head count and where it comes from (weights fix it only with rel-pos tables).
+    """The attention head count and where it comes from.
+
+    The relative position bias tables fix it; else a transformers ``config.json`` states
+    it; else ``requested``; else the released MAE value for the width.
+
+    Args:
+        architecture: what the tensors fix.
+        requested: ``--num-heads``, if given.
+        config_heads: ``num_attention_heads`` of the source's ``config.json``, if any.
 
     Returns:
         ``(num_heads, origin)``; ``origin`` says how it was chosen, for the user.
 
     Raises:
-        ConversionError: ``requested`` contradicts the tables or does not divide ``C``.
+        ConversionError: ``requested`` contradicts the tables or the config, or the count
+            does not divide ``C``.
     """
     dims = architecture.embed_dims
     if architecture.rel_pos_table is not None:
@@ -210,6 +220,14 @@ def resolve_num_heads(
                 f'have {heads} heads'
             )
         origin = 'from the relative position bias tables'
+    elif config_heads is not None:
+        heads = config_heads
+        if requested is not None and requested != heads:
+            raise ConversionError(
+                f'--num-heads {requested} contradicts config.json, which has '
+                f'num_attention_heads {heads}'
+            )
+        origin = 'from config.json'
     elif requested is not None:
         heads, origin = requested, 'as given'
     elif dims in _MAE_HEADS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -20,6 +20,7 @@ from ..version import __version__
 from .architecture import EncoderArchitecture, infer_architecture
 from .download import is_url
 from .errors import CheckpointError, ConversionError
+from .hub import TRANSFORMERS_LAYER_NORM_EPS, HubConfig, find_hub_config, hub_weights_file
 from .layouts import LAYOUTS, ConvertedState, Layout, detect_layout
 from .loading import extract_state_dict, load_checkpoint_file
 from .writing import save_checkpoint_file
@@ -37,6 +38,8 @@ class Conversion:
         source_state_dict: the source tensors under their original names.
         converted: the MAEViT-named tensors and the dropped source keys.
         architecture: what the tensors fix of the ViT.
+        hub_config: the ``config.json`` of a transformers checkpoint, checked against the
+            tensors, if there is one.
     """
 
     source: str
@@ -44,6 +47,19 @@ class Conversion:
     source_state_dict: dict[str, torch.Tensor]
     converted: ConvertedState
     architecture: EncoderArchitecture
+    hub_config: HubConfig | None = None
+
+    @property
+    def norm_eps(self) -> float:
+        """LayerNorm epsilon of the source model: transformers' from its config, MAE's 1e-6."""
+        if self.hub_config is not None:
+            return self.hub_config.layer_norm_eps
+        return TRANSFORMERS_LAYER_NORM_EPS if self.layout == 'transformers' else 1e-6
+
+    @property
+    def config_num_heads(self) -> int | None:
+        """The head count the source's config states, if it has one."""
+        return self.hub_config.num_heads if self.hub_config is not None else None
 
     @property
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -55,9 +71,12 @@ class Conversion:
         return {
             'meta': {
                 'mae_seg_version': __version__,
-                'source': self.source if is_url(self.source) else posixpath.basename(self.source),
+                'source': self.source
+                if is_url(self.source)
+                else posixpath.basename(self.source.rstrip('/')),
                 'source_layout': self.layout,
                 'architecture': asdict(self.architecture),
+                'norm_eps': self.norm_eps,
             },
             'state_dict': self.state_dict,
         }
@@ -75,7 +94,8 @@ def convert_state_dict(
 
     Args:
         state_dict: tensors under the names of ``layout``.
-        layout: ``'official'``, ``'mmpretrain'``, ``'mmseg'`` or ``'auto'`` (detect).
+        layout: ``'official'``, ``'mmpretrain'``, ``'mmseg'``, ``'transformers'`` or
+            ``'auto'`` (detect).
         source: where it came from, for messages.
 
     Raises:
@@ -95,16 +115,30 @@ def convert_checkpoint(
     layout: str = 'auto',
     cache_dir: str | os.PathLike | None = None,
 ) -> Conversion:
-    """Load a checkpoint safely (local path or URL, torch or safetensors) and convert it.
+    """Load a checkpoint safely and convert it.
+
+    Args:
+        path: a local file or ``http(s)://`` URL (torch or safetensors), or a Hugging Face
+            hub model folder; the ``config.json`` of a folder, or beside a transformers
+            weights file, is read and checked against the tensors.
+        layout: see :func:`convert_state_dict`.
+        cache_dir: download cache for URLs.
 
     Raises:
         CheckpointError: the file cannot be read or loaded safely, or does not convert
-            (:class:`ConversionError`).
+            (:class:`ConversionError`), or its config contradicts it.
     """
     _check_layout(layout)
-    checkpoint = load_checkpoint_file(path, cache_dir=cache_dir)
+    weights_path = hub_weights_file(path) if os.path.isdir(path) else path
+    checkpoint = load_checkpoint_file(weights_path, cache_dir=cache_dir)
     try:
-        return convert_state_dict(extract_state_dict(checkpoint), layout, source=path)
+        conversion = convert_state_dict(extract_state_dict(checkpoint), layout, source=path)
+        if conversion.layout == 'transformers':
+            hub_config = find_hub_config(weights_path)
+            if hub_config is not None:
+                hub_config.check(conversion.architecture)
+                conversion = replace(conversion, hub_config=hub_config)
+        return conversion
     except CheckpointError as error:
         raise type(error)(f'{path}: {error}') from error
 

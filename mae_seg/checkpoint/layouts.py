@@ -1,6 +1,6 @@
 """Key layouts of MAE ViT encoder checkpoints and pure mappings to MAEViT's names.
 
-Three layouts are known, each mapped by one function:
+Four layouts are known, each mapped by one function:
 
 - ``official``: the MAE release and timm (``blocks.<i>.norm1``, ``patch_embed.proj``,
   ``norm``); its decoder (``mask_token``, ``decoder_*``) and classifier (``fc_norm``,
@@ -9,7 +9,12 @@ Three layouts are known, each mapped by one function:
   ``attn.gamma1.weight`` / ``ffn.gamma2.weight``); ``neck``, ``head``,
   ``target_generator``, ``data_preprocessor`` and the pooled-feature norm ``ln2`` are dropped;
 - ``mmseg``: mmseg's ``MAE`` and MAEViT themselves, bare or as a segmentor's ``backbone.``;
-  passed through, with heads and the recomputed ``relative_position_index`` dropped.
+  passed through, with heads and the recomputed ``relative_position_index`` dropped;
+- ``transformers``: Hugging Face transformers' ``ViTMAEForPreTraining`` (the hub's
+  ``facebook/vit-mae-*``, ``vit.encoder.layer.<i>``), ``ViTMAEModel`` (no ``vit.``) and
+  ``ViTModel`` / ``ViTForImageClassification`` fine-tuned classifiers; separate ``query``,
+  ``key``, ``value`` projections are concatenated into ``qkv``; ``decoder``,
+  ``classifier``, ``pooler`` and the unused ``mask_token`` are dropped.
 
 A key no rule knows is an error rather than silently lost, so checkpoints of other ViT
 variants (register tokens, qk-norm, ...) are refused instead of converted wrongly.
@@ -37,9 +42,10 @@ __all__ = [
     'mmpretrain_to_mae_vit',
     'mmseg_to_mae_vit',
     'official_to_mae_vit',
+    'transformers_to_mae_vit',
 ]
 
-Layout = Literal['official', 'mmpretrain', 'mmseg']
+Layout = Literal['official', 'mmpretrain', 'mmseg', 'transformers']
 
 # (pattern matched against the whole key, replacement with groups; None drops the key)
 Rule = tuple[str, 'str | None']
@@ -48,6 +54,7 @@ _DESCRIPTIONS = {
     'official': 'official MAE / timm',
     'mmpretrain': 'mmpretrain / mmselfsup',
     'mmseg': 'mmseg MAE / MAEViT',
+    'transformers': 'transformers ViTMAE / ViT (Hugging Face hub)',
     'timm': 'timm VisionTransformer',
 }
 
@@ -109,6 +116,30 @@ _MMSEG_RULES: tuple[Rule, ...] = (
     (rf'{_BACKBONE}layers\.\d+\.attn\.relative_position_index', None),
     (r'(decode_head|auxiliary_head|neck|data_preprocessor)\..+', None),
 )
+
+_VIT = r'(?:vit\.)?'
+_HF_LAYER = rf'{_VIT}encoder\.layer\.(\d+)\.'
+# q, k and v get temporary names here and are concatenated by _merge_qkv.
+_TRANSFORMERS_RULES: tuple[Rule, ...] = (
+    (rf'{_VIT}embeddings\.cls_token', 'cls_token'),
+    (rf'{_VIT}embeddings\.position_embeddings', 'pos_embed'),
+    (
+        rf'{_VIT}embeddings\.patch_embeddings\.projection\.(weight|bias)',
+        r'patch_embed.projection.\1',
+    ),
+    (rf'{_HF_LAYER}layernorm_before\.(weight|bias)', r'layers.\1.ln1.\2'),
+    (rf'{_HF_LAYER}layernorm_after\.(weight|bias)', r'layers.\1.ln2.\2'),
+    (
+        rf'{_HF_LAYER}attention\.attention\.(query|key|value)\.(weight|bias)',
+        r'layers.\1.attn.\2.\3',
+    ),
+    (rf'{_HF_LAYER}attention\.output\.dense\.(weight|bias)', r'layers.\1.attn.proj.\2'),
+    (rf'{_HF_LAYER}intermediate\.dense\.(weight|bias)', r'layers.\1.ffn.layers.0.0.\2'),
+    (rf'{_HF_LAYER}output\.dense\.(weight|bias)', r'layers.\1.ffn.layers.1.\2'),
+    (rf'{_VIT}layernorm\.(weight|bias)', r'ln1.\1'),
+    (rf'(?:decoder|classifier|{_VIT}pooler)\..+|{_VIT}embeddings\.mask_token', None),
+)
+_QKV_PART = re.compile(r'(layers\.\d+\.attn\.)(query|key|value)\.(weight|bias)')
 
 _TIMM_RULES: tuple[Rule, ...] = (
     (r'(cls_token|pos_embed)', r'\1'),
@@ -186,6 +217,42 @@ def mmseg_to_mae_vit(state_dict: Mapping[str, torch.Tensor]) -> ConvertedState:
     return _apply_rules(state_dict, _MMSEG_RULES, 'mmseg')
 
 
+def transformers_to_mae_vit(state_dict: Mapping[str, torch.Tensor]) -> ConvertedState:
+    """transformers ViTMAE / ViT names -> MAEViT names, with q, k, v concatenated into ``qkv``.
+
+    ``vit.encoder.layer.3.attention.attention.query.weight`` (and ``key``, ``value``) ->
+    ``layers.3.attn.qkv.weight``; ``vit.layernorm.*`` -> ``ln1.*``.
+    """
+    return _merge_qkv(_apply_rules(state_dict, _TRANSFORMERS_RULES, 'transformers'))
+
+
+def _merge_qkv(converted: ConvertedState) -> ConvertedState:
+    """Concatenate ``<layer>.attn.{query,key,value}.<param>`` into ``<layer>.attn.qkv.<param>``.
+
+    Raises:
+        ConversionError: a layer has some of the three projections but not all.
+    """
+    state_dict: dict[str, torch.Tensor] = {}
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in converted.state_dict.items():
+        match = _QKV_PART.fullmatch(key)
+        if match is None:
+            state_dict[key] = value
+        else:
+            parts.setdefault(f'{match[1]}qkv.{match[3]}', {})[match[2]] = value
+    for key, found in parts.items():
+        missing = [name for name in ('query', 'key', 'value') if name not in found]
+        if missing:
+            raise ConversionError(
+                f'{key} cannot be assembled: the checkpoint lacks the {", ".join(missing)} '
+                'projection of that layer'
+            )
+        state_dict[key] = torch.cat([found['query'], found['key'], found['value']], dim=0)
+    # Each of q, k and v was counted as renamed; the three are one tensor now.
+    renamed = converted.renamed - 2 * len(parts)
+    return ConvertedState(state_dict, converted.dropped, renamed)
+
+
 def mae_vit_to_timm(state_dict: Mapping[str, torch.Tensor]) -> ConvertedState:
     """MAEViT names -> timm ``VisionTransformer`` names; relative position tables are dropped."""
     return _apply_rules(state_dict, _TIMM_RULES, 'timm')
@@ -195,9 +262,11 @@ LAYOUTS: dict[str, Callable[[Mapping[str, torch.Tensor]], ConvertedState]] = {
     'official': official_to_mae_vit,
     'mmpretrain': mmpretrain_to_mae_vit,
     'mmseg': mmseg_to_mae_vit,
+    'transformers': transformers_to_mae_vit,
 }
 
 _OFFICIAL_BLOCK = re.compile(r'blocks\.\d+\.')
+_TRANSFORMERS_BLOCK = re.compile(_HF_LAYER)
 _MM_LAYER = re.compile(r'(?:backbone\.)?layers\.\d+\.')
 _MMSEG_MARK = re.compile(
     r'(?:backbone\.)?layers\.\d+\.(?:gamma_[12]|attn\.relative_position_bias_table)'
@@ -217,7 +286,8 @@ def describe_layout(layout: str) -> str:
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> Layout:
     """Which layout a state dict is in, judged by its structure rather than a single key.
 
-    ``blocks.<i>.*`` is the official layout. ``layers.<i>.*`` (bare or under ``backbone.``)
+    ``blocks.<i>.*`` is the official layout, ``[vit.]encoder.layer.<i>.*`` transformers'.
+    ``layers.<i>.*`` (bare or under ``backbone.``)
     is shared by mmpretrain and mmseg; mmseg's has layer scales ``gamma_1`` / relative
     position tables in its layers or segmentation heads beside them, mmpretrain's has
     ``attn.gamma1`` layer scales, the MAE decoder as ``neck``, or a ``head`` /
@@ -230,9 +300,12 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> Layout:
     keys = list(state_dict)
     if any(_OFFICIAL_BLOCK.match(key) for key in keys):
         return 'official'
+    if any(_TRANSFORMERS_BLOCK.match(key) for key in keys):
+        return 'transformers'
     if not any(_MM_LAYER.match(key) for key in keys):
         raise ConversionError(
-            'no ViT encoder found: neither blocks.<i>.* (official MAE / timm) nor '
+            'no ViT encoder found: neither blocks.<i>.* (official MAE / timm), '
+            'encoder.layer.<i>.* (transformers) nor '
             f'layers.<i>.* (mmpretrain / mmseg) keys, only {summarize_keys(keys, max_items=4)}'
         )
     mmseg = any(_MMSEG_MARK.fullmatch(key) for key in keys)

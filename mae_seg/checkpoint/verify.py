@@ -1,8 +1,13 @@
-"""Checking a conversion: MAEViT with the converted weights against timm's ViT with the source's."""
+"""Checking a conversion: MAEViT with the converted weights against a reference model with the
+source's: transformers' own ViTMAE / ViT for transformers checkpoints, timm's ViT otherwise."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import torch
+from safetensors.torch import save_file as save_safetensors
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -11,7 +16,13 @@ from .convert import Conversion
 from .errors import ConversionError
 from .layouts import mae_vit_to_timm
 
-__all__ = ['VERIFY_TOLERANCE', 'verify_against_timm']
+__all__ = [
+    'VERIFY_TOLERANCE',
+    'describe_verification',
+    'verify',
+    'verify_against_timm',
+    'verify_against_transformers',
+]
 
 VERIFY_TOLERANCE = 1e-4
 
@@ -47,13 +58,13 @@ def _timm_reference(conversion: Conversion, num_heads: int) -> VisionTransformer
     return model.eval()
 
 
-def _mae_vit(conversion: Conversion, num_heads: int) -> MAEViT:
+def _mae_vit(conversion: Conversion, num_heads: int, **overrides) -> MAEViT:
     """MAEViT with the converted weights; absent layer scales are 1, absent tables 0."""
     arch = conversion.architecture
     model = MAEViT(
-        **arch.mae_vit_kwargs(num_heads),
-        out_indices=list(range(arch.num_layers)),
+        **arch.mae_vit_kwargs(num_heads, norm_eps=conversion.norm_eps),
         init_values=1.0,
+        **overrides,
     )
     result = model.load_state_dict(
         {k: v.float() for k, v in conversion.state_dict.items()}, strict=False
@@ -90,7 +101,8 @@ def verify_against_timm(conversion: Conversion, num_heads: int, seed: int = 0) -
             'cannot verify against timm: the relative position bias tables are not zero and '
             "timm's VisionTransformer has none (an mmseg-layout file needs no conversion)"
         )
-    reference, ours = _timm_reference(conversion, num_heads), _mae_vit(conversion, num_heads)
+    reference = _timm_reference(conversion, num_heads)
+    ours = _mae_vit(conversion, num_heads, out_indices=list(range(arch.num_layers)))
     generator = torch.Generator().manual_seed(seed)
     image = torch.randn(1, arch.in_channels, arch.img_size, arch.img_size, generator=generator)
 
@@ -110,3 +122,106 @@ def verify_against_timm(conversion: Conversion, num_heads: int, seed: int = 0) -
         for a, e in zip(actual, expected)
     ]
     return float(torch.stack(diffs).max())
+
+
+def _transformers_reference(conversion: Conversion, num_heads: int) -> nn.Module:
+    """transformers' ``ViTMAEModel`` (``ViTModel`` for a fine-tuned classifier) with nothing
+    masked, holding the source tensors.
+
+    They go through transformers' own ``from_pretrained`` (its checkpoint key handling, not
+    ours), from a temporary folder with the encoder tensors under their hub names.
+    """
+    try:
+        import transformers
+    except ImportError as error:
+        raise ConversionError(
+            "--verify of a transformers checkpoint compares with transformers' own model; "
+            'install it (pip install transformers) or leave out --verify'
+        ) from error
+    arch = conversion.architecture
+    values = dict(
+        hidden_size=arch.embed_dims,
+        num_hidden_layers=arch.num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=arch.mlp_ratio * arch.embed_dims,
+        image_size=arch.img_size,
+        patch_size=arch.patch_size,
+        num_channels=arch.in_channels,
+        layer_norm_eps=conversion.norm_eps,
+    )
+    hub = conversion.hub_config
+    if hub is not None:
+        values = {**hub.values, **values}
+    if hub is not None and hub.model_type == 'vit':
+        model_class, options = transformers.ViTModel, dict(add_pooling_layer=False)
+        config = transformers.ViTConfig.from_dict(values)
+    else:
+        model_class, options = transformers.ViTMAEModel, {}
+        config = transformers.ViTMAEConfig.from_dict({**values, 'mask_ratio': 0.0})
+    dropped = set(conversion.converted.dropped)
+    encoder = {
+        key.removeprefix('vit.'): value.float().contiguous()
+        for key, value in conversion.source_state_dict.items()
+        if key not in dropped
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        save_safetensors(encoder, os.path.join(folder, 'model.safetensors'), {'format': 'pt'})
+        config.save_pretrained(folder)
+        model, info = model_class.from_pretrained(folder, output_loading_info=True, **options)
+    if info['missing_keys'] or info['unexpected_keys']:
+        raise ConversionError(
+            f'transformers did not take the source tensors as its own: missing '
+            f'{sorted(info["missing_keys"])}, unexpected {sorted(info["unexpected_keys"])}'
+        )
+    return model.float().eval()
+
+
+def verify_against_transformers(conversion: Conversion, num_heads: int, seed: int = 0) -> float:
+    """Largest absolute difference of the final tokens, cls included, on a random image.
+
+    The reference is transformers' ``ViTMAEModel`` with ``mask_ratio=0`` and an ordered
+    ``noise``, so no patch is masked or shuffled (``ViTModel`` for classifiers), built from
+    the source's ``config.json`` and holding the source tensors; MAEViT holds the converted
+    ones. Both run at the checkpoint's image size; the tokens are compared after the final
+    norm.
+
+    Raises:
+        ConversionError: transformers is not installed.
+    """
+    arch = conversion.architecture
+    reference = _transformers_reference(conversion, num_heads)
+    ours = _mae_vit(conversion, num_heads, output_cls_token=True).eval()
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.randn(1, arch.in_channels, arch.img_size, arch.img_size, generator=generator)
+    options = {}
+    if reference.config.model_type == 'vit_mae':  # ascending noise keeps the patch order
+        options['noise'] = torch.arange(arch.grid**2, dtype=torch.float32)[None]
+    with torch.no_grad():
+        expected = reference(pixel_values=image, **options).last_hidden_state
+        [(patch_map, cls_token)] = ours(image)
+    actual = torch.cat([cls_token[:, None], patch_map.flatten(2).transpose(1, 2)], dim=1)
+    if actual.shape != expected.shape:
+        raise ConversionError(
+            f'transformers returned {tuple(expected.shape)} tokens, MAEViT {tuple(actual.shape)}'
+        )
+    return float((actual - expected).abs().max())
+
+
+def describe_verification(conversion: Conversion) -> str:
+    """What :func:`verify` compares, with which model, for the user."""
+    if conversion.layout != 'transformers':
+        return f'{conversion.architecture.num_layers} blocks vs timm VisionTransformer'
+    hub = conversion.hub_config
+    model = 'ViTModel' if hub is not None and hub.model_type == 'vit' else 'ViTMAEModel'
+    return f'final tokens vs transformers {model}'
+
+
+def verify(conversion: Conversion, num_heads: int, seed: int = 0) -> float:
+    """Compare the conversion with the reference of its layout (see :func:`describe_verification`).
+
+    Returns:
+        the maximum absolute difference of the compared features.
+    """
+    if conversion.layout == 'transformers':
+        return verify_against_transformers(conversion, num_heads, seed)
+    return verify_against_timm(conversion, num_heads, seed)

@@ -61,13 +61,33 @@ class MAELayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     ``paramwise_cfg`` keys: ``num_layers`` (required), ``layer_decay_rate`` (or mmseg's
     ``decay_rate``), ``no_decay_names`` (last name components without weight decay,
     default ``pos_embed, cls_token, mask_token, relative_position_bias_table``) and
-    ``decay_type`` (only ``'layer_wise'``, accepted for mmseg compatibility).
+    ``decay_type`` (only ``'layer_wise'``, accepted for mmseg compatibility). mmengine's
+    per-parameter keys (``custom_keys``, ``norm_decay_mult``, ...), which mmseg's
+    constructor accepts and silently ignores, are an error naming the key.
     """
 
     _KNOWN_KEYS = {'num_layers', 'layer_decay_rate', 'decay_rate', 'no_decay_names', 'decay_type'}
+    # DefaultOptimWrapperConstructor's keys; its add_params, which reads them, is replaced.
+    _MMENGINE_KEYS = {
+        'custom_keys',
+        'bias_lr_mult',
+        'bias_decay_mult',
+        'norm_decay_mult',
+        'dwconv_decay_mult',
+        'flat_decay_mult',
+        'bypass_duplicate',
+    }
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None) -> None:
         paramwise_cfg = dict(paramwise_cfg or {})
+        ignored_by_mmseg = sorted(set(paramwise_cfg) & self._MMENGINE_KEYS)
+        if ignored_by_mmseg:
+            raise ValueError(
+                f'MAELayerDecayOptimizerConstructor: paramwise_cfg.{ignored_by_mmseg[0]} is not '
+                "applied by layer-wise lr decay (mmseg's LayerDecayOptimizerConstructor ignores "
+                'it silently); remove it, and list parameters without weight decay in '
+                'paramwise_cfg.no_decay_names'
+            )
         unknown = set(paramwise_cfg) - self._KNOWN_KEYS
         if unknown:
             raise ValueError(

@@ -138,8 +138,17 @@ def test_mmseg_key_names_and_bad_keys():
     cfg['paramwise_cfg'] = dict(num_layers=NUM_LAYERS, decay_rate=RATE, decay_type='layer_wise')
     settings = settings_by_name(model, build_optim_wrapper(model, cfg))
     assert settings['backbone.patch_embed.projection.weight'][0] == pytest.approx(BASE_LR * RATE**5)
-    cfg['paramwise_cfg'] = dict(num_layers=NUM_LAYERS, layer_decay_rate=RATE, custom_keys={})
-    with pytest.raises(ValueError, match='unknown paramwise_cfg keys'):
+    for key, value in [('custom_keys', {'head': dict(lr_mult=10)}), ('norm_decay_mult', 0.0)]:
+        cfg['paramwise_cfg'] = dict(num_layers=NUM_LAYERS, layer_decay_rate=RATE, **{key: value})
+        with pytest.raises(ValueError, match=f'paramwise_cfg.{key} is not applied'):
+            build_optim_wrapper(model, cfg)
+    cfg['paramwise_cfg'] = dict(
+        num_layers=NUM_LAYERS, layer_decay_rate=RATE, decay_type='stage_wise'
+    )
+    with pytest.raises(ValueError, match="decay_type 'stage_wise' is not supported"):
+        build_optim_wrapper(model, cfg)
+    cfg['paramwise_cfg'] = dict(num_layers=NUM_LAYERS, layer_decay_rate=RATE, decay_rat=RATE)
+    with pytest.raises(ValueError, match=r"unknown paramwise_cfg keys \['decay_rat'\]"):
         build_optim_wrapper(model, cfg)
     cfg['paramwise_cfg'] = dict(layer_decay_rate=RATE)
     with pytest.raises(ValueError, match='num_layers'):

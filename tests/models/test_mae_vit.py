@@ -175,8 +175,6 @@ def test_type_checks_as_in_mmseg():
         MAEViT(pretrained=123)
     with pytest.raises(AssertionError):
         MAEViT(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='a.pth'))
-    with pytest.raises(ValueError, match='out of range'):
-        MAEViT(num_layers=4, out_indices=[4])
     with pytest.raises(OSError):
         MAEViT(pretrained='PATH_THAT_DO_NOT_EXIST').init_weights()
 
@@ -240,3 +238,103 @@ def test_pretrained_file_that_would_run_code_is_refused(tmp_path):
     model = MAEViT(img_size=64, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **TINY)
     with pytest.raises(CheckpointError, match='weights_only=True'):
         model.init_weights()
+
+
+# -- mmseg's MAE arguments and methods, same outputs --------------------------------------
+
+
+@pytest.mark.parametrize(
+    'out_indices, unmatched, maps',
+    [([1, 3, 4], [4], 2), ([3, -1, 1], [-1], 2), ((0, 9, 9), [9, 9], 1), (-2, [-2], 0)],
+)
+def test_out_indices_that_select_nothing_warn_once_and_are_ignored_as_in_mmseg(
+    out_indices, unmatched, maps
+):
+    kwargs = dict(TINY, out_indices=out_indices)
+    with pytest.warns(UserWarning) as record:
+        reference, ours = mmseg_pair(img_size=64, **kwargs)
+    ours_warnings = [w for w in record if 'MAEViT: out_indices' in str(w.message)]
+    assert len(ours_warnings) == 1
+    assert f'out_indices {unmatched} select no block of 0..3' in str(ours_warnings[0].message)
+    assert f'{maps} maps are returned' in str(ours_warnings[0].message)
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, actual = reference(images), ours(images)
+    assert len(actual) == len(expected) == maps
+    for e, a in zip(expected, actual):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-4)
+
+
+def test_valid_out_indices_do_not_warn(recwarn):
+    MAEViT(img_size=64, **TINY)
+    MAEViT(img_size=64, **dict(TINY, out_indices=-1))
+    assert not [w for w in recwarn if 'out_indices' in str(w.message)]
+
+
+def test_output_cls_token_adds_the_final_cls_token_to_each_map():
+    plain = randomize_(MAEViT(img_size=64, final_norm=True, **TINY)).eval()
+    with_cls = MAEViT(img_size=64, final_norm=True, output_cls_token=True, **TINY).eval()
+    with_cls.load_state_dict(plain.state_dict())
+    tokens = []
+    plain.norm1.register_forward_hook(lambda m, i, out: tokens.append(out))
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, actual = plain(images), with_cls(images)
+    for e_map, (a_map, a_cls) in zip(expected, actual):
+        torch.testing.assert_close(a_map, e_map, rtol=0, atol=0)
+        assert a_cls.shape == (2, 96)
+    torch.testing.assert_close(actual[-1][1], tokens[0][:, 0], rtol=0, atol=0)
+
+
+def test_resize_rel_pos_embed_as_mmseg_names_it():
+    source = randomize_(MAEViT(img_size=224, **TINY))
+    state = dict(source.state_dict())
+    state['layers.0.attn.relative_position_index'] = torch.zeros(197, 197, dtype=torch.long)
+    checkpoint = {'state_dict': state}
+    model = MAEViT(img_size=(256, 320), **TINY)
+    returned = model.resize_rel_pos_embed(checkpoint)
+    assert returned is state  # in place, as mmseg's
+    assert 'layers.0.attn.relative_position_index' not in state
+    table = state['layers.2.attn.relative_position_bias_table']
+    assert table.shape == ((2 * 16 - 1) * (2 * 20 - 1) + 3, 3)
+    # The same tables as loading the original checkpoint resizes to.
+    loaded = MAEViT(img_size=(256, 320), **TINY)
+    loaded.load_state_dict(source.state_dict())
+    torch.testing.assert_close(table, loaded.layers[2].attn.relative_position_bias_table)
+    assert model.resize_rel_pos_embed(dict(state)).keys() == state.keys()  # no state_dict key
+
+
+def test_resize_abs_pos_embed_equals_mmseg():
+    pos_embed = torch.randn(1, 1 + 14 * 14, 96)
+    reference = MAE(img_size=512, **TINY)
+    ours = MAEViT(img_size=512, **TINY)
+    expected = reference.resize_abs_pos_embed({'pos_embed': pos_embed.clone()})['pos_embed']
+    state = {'pos_embed': pos_embed.clone()}
+    assert ours.resize_abs_pos_embed(state) is state
+    assert state['pos_embed'].shape == (1, 1 + 32 * 32, 96)
+    torch.testing.assert_close(state['pos_embed'], expected, rtol=0, atol=1e-5)
+
+
+def test_pretrained_loading_goes_through_the_public_resize_methods(tmp_path):
+    """As in mmseg's init_weights, so a subclass that overrides them is honoured."""
+    calls = []
+
+    class Tracked(MAEViT):
+        def resize_rel_pos_embed(self, checkpoint):
+            calls.append('rel')
+            return super().resize_rel_pos_embed(checkpoint)
+
+        def resize_abs_pos_embed(self, state_dict):
+            calls.append('abs')
+            return super().resize_abs_pos_embed(state_dict)
+
+    source = randomize_(MAEViT(img_size=224, **TINY))
+    path = tmp_path / 'pretrain.pth'
+    torch.save({'state_dict': source.state_dict()}, path)
+    model = Tracked(img_size=512, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **TINY)
+    model.init_weights()
+    assert calls == ['rel', 'abs']
+    reference = MAEViT(img_size=512, **TINY)
+    reference.load_state_dict(source.state_dict())
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, msg=key)

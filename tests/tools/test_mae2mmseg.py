@@ -38,6 +38,38 @@ def test_official_checkpoint_summary_verify_and_output(tool, official_checkpoint
     torch.testing.assert_close(state['layers.0.attn.qkv.weight'], vit.blocks[0].attn.qkv.weight)
 
 
+def test_hub_folder_summary_verify_against_transformers_and_output(tool, tmp_path, capsys):
+    import transformers
+
+    config = transformers.ViTMAEConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        image_size=32,
+        patch_size=8,
+        decoder_hidden_size=32,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=64,
+    )
+    folder = tmp_path / 'vit-mae-tiny'
+    transformers.ViTMAEForPreTraining(config).save_pretrained(folder)
+    dst = tmp_path / 'converted.pth'
+    assert tool.main([str(folder), str(dst), '--verify']) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(': transformers ViTMAE / ViT (Hugging Face hub) layout, 62 tensors')
+    assert out[1].startswith('  encoder  2 layers, 64 dims, mlp_ratio 4, patch 8, pos_embed')
+    assert out[2] == '  heads    4 (from config.json)'
+    assert out[3] == '  LN eps   1e-12 (config.json)'
+    assert out[4] == '  kept     30 tensors (30 renamed)'
+    assert out[5].startswith('  dropped  24 tensors: decoder.* (24)')
+    assert out[7].startswith('  verify   max abs diff ')
+    assert out[7].endswith('over final tokens vs transformers ViTMAEModel (tolerance 1e-04): ok')
+    assert "norm_cfg=dict(type='LN', eps=1e-12)" in out[9]
+    assert len(torch.load(dst, weights_only=True)['state_dict']) == 30
+
+
 def test_default_heads_are_announced(tool, mmpretrain_checkpoint, tmp_path, capsys):
     assert tool.main([str(mmpretrain_checkpoint[0]), str(tmp_path / 'out.pth')]) == 0
     out = capsys.readouterr().out
@@ -48,7 +80,7 @@ def test_default_heads_are_announced(tool, mmpretrain_checkpoint, tmp_path, caps
 def test_failed_verification_exits_1_and_writes_nothing(
     tool, official_checkpoint, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr(tool, 'verify_against_timm', lambda conversion, num_heads: 0.25)
+    monkeypatch.setattr(tool, 'verify', lambda conversion, num_heads: 0.25)
     dst = tmp_path / 'out.pth'
     assert tool.main([str(official_checkpoint[0]), str(dst), '--verify']) == 1
     captured = capsys.readouterr()
@@ -136,8 +168,9 @@ def bad_inputs(tmp_path, official_checkpoint, make_timm_vit):
         ),
         'not a vit': (
             [str(resnet), dst],
-            f'{resnet}: no ViT encoder found: neither blocks.<i>.* (official MAE / timm) nor '
-            'layers.<i>.* (mmpretrain / mmseg) keys, only conv1.weight, fc.weight',
+            f'{resnet}: no ViT encoder found: neither blocks.<i>.* (official MAE / timm), '
+            'encoder.layer.<i>.* (transformers) nor layers.<i>.* (mmpretrain / mmseg) keys, '
+            'only conv1.weight, fc.weight',
         ),
         'other vit variant': (
             [str(registers), dst],

@@ -1,8 +1,10 @@
 """Convert an MAE ViT encoder checkpoint to MAEViT / mmseg ``MAE`` names.
 
 Reads the official MAE release and timm (``{'model': ...}`` or plain, ``.pth`` or
-``.safetensors``), mmpretrain / mmselfsup (``backbone.*``) and mmseg's own layout, from a
-path or an ``http(s)://`` URL (downloaded once into ``${XDG_CACHE_HOME:-~/.cache}/mae_seg``);
+``.safetensors``), mmpretrain / mmselfsup (``backbone.*``), mmseg's own layout and
+transformers' ViTMAE / ViT (a Hugging Face hub model folder, or its weights file; its
+``config.json`` gives heads and LayerNorm epsilon), from a path or an ``http(s)://`` URL
+(downloaded once into ``${XDG_CACHE_HOME:-~/.cache}/mae_seg``);
 keeps the encoder, drops decoder and heads, and writes ``{'meta', 'state_dict'}`` for
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)``. Files are loaded with
 ``weights_only=True`` and the output is written atomically.
@@ -10,11 +12,14 @@ keeps the encoder, drops decoder and heads, and writes ``{'meta', 'state_dict'}`
 Exit status: 0 done; 1 ``--verify`` found a difference above 1e-4 (nothing written);
 2 bad input (one ``mae2mmseg: error: ...`` line on stderr, nothing written).
 
-Example::
+Examples::
 
     python tools/model_converters/mae2mmseg.py \\
         https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth \\
         pretrain/mae_pretrain_vit_base_mmseg.pth --verify
+    huggingface-cli download facebook/vit-mae-base --local-dir hub/vit-mae-base
+    python tools/model_converters/mae2mmseg.py hub/vit-mae-base \\
+        pretrain/vit-mae-base_mmseg.pth --verify
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from mae_seg.checkpoint import (
     summarize_keys,
     summarize_modules,
 )
-from mae_seg.checkpoint.verify import VERIFY_TOLERANCE, verify_against_timm
+from mae_seg.checkpoint.verify import VERIFY_TOLERANCE, describe_verification, verify
 
 PROG = 'mae2mmseg'
 
@@ -51,11 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = _Parser(
         prog=PROG,
         description='Convert an MAE ViT encoder checkpoint (official MAE / timm, mmpretrain, '
-        'mmseg) to MAEViT / mmseg MAE names.',
+        'mmseg, transformers / Hugging Face hub) to MAEViT / mmseg MAE names.',
         epilog='exit status: 0 written; 1 --verify failed (nothing written); 2 bad input '
         '(one error line, nothing written)',
     )
-    parser.add_argument('src', help='checkpoint path or http(s):// URL (.pth or .safetensors)')
+    parser.add_argument(
+        'src',
+        help='checkpoint path or http(s):// URL (.pth, .bin or .safetensors), or a Hugging '
+        'Face hub model folder (config.json + model.safetensors or pytorch_model.bin)',
+    )
     parser.add_argument('dst', help='output .pth file')
     parser.add_argument(
         '--layout',
@@ -66,15 +75,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         '--num-heads',
         type=int,
-        help='attention heads, which the weights do not store (default: the released MAE '
-        'value for widths 768/1024/1280, else width // 64); used by --verify and the '
-        'printed config',
+        help='attention heads, which the weights do not store (default: from config.json '
+        'for hub folders, else the released MAE value for widths 768/1024/1280, else '
+        'width // 64); used by --verify and the printed config',
     )
     parser.add_argument(
         '--verify',
         action='store_true',
-        help=f'compare block features with timm VisionTransformer before writing; exit 1 '
-        f'above {VERIFY_TOLERANCE:.0e}',
+        help=f'compare features with a reference model before writing (transformers ViTMAEModel '
+        f'for hub checkpoints, else timm VisionTransformer); exit 1 above {VERIFY_TOLERANCE:.0e}',
     )
     parser.add_argument('--force', action='store_true', help='replace DST if it exists')
     parser.add_argument(
@@ -97,6 +106,9 @@ def _summary(conversion: Conversion, num_heads: int, heads_origin: str) -> list[
         f'  heads    {num_heads} ({heads_origin})',
         f'  kept     {len(converted.state_dict)} tensors ({converted.renamed} renamed)',
     ]
+    if conversion.norm_eps != 1e-6:  # MAE's own; transformers' differs and MAEViT needs it
+        origin = 'config.json' if conversion.hub_config else "transformers' default"
+        lines.insert(3, f'  LN eps   {conversion.norm_eps:g} ({origin})')
     if converted.dropped:
         lines.append(
             f'  dropped  {len(converted.dropped)} tensors: {summarize_modules(converted.dropped)}'
@@ -110,6 +122,8 @@ def _summary(conversion: Conversion, num_heads: int, heads_origin: str) -> list[
 def _config_hint(conversion: Conversion, num_heads: int, dst: str) -> str:
     arch = conversion.architecture
     extras = '' if arch.patch_size == 16 else f', patch_size={arch.patch_size}'
+    if conversion.norm_eps != 1e-6:
+        extras += f", norm_cfg=dict(type='LN', eps={conversion.norm_eps:g})"
     return (
         f"  config   backbone=dict(type='MAEViT', embed_dims={arch.embed_dims}, "
         f'num_layers={arch.num_layers}, num_heads={num_heads}, mlp_ratio={arch.mlp_ratio}'
@@ -122,14 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_output_path(args.dst, overwrite=args.force)
         conversion = convert_checkpoint(args.src, args.layout, cache_dir=args.cache_dir)
-        num_heads, heads_origin = resolve_num_heads(conversion.architecture, args.num_heads)
+        num_heads, heads_origin = resolve_num_heads(
+            conversion.architecture, args.num_heads, conversion.config_num_heads
+        )
         print('\n'.join(_summary(conversion, num_heads, heads_origin)))
         if args.verify:
-            diff = verify_against_timm(conversion, num_heads)
+            diff = verify(conversion, num_heads)
             verdict = 'ok' if diff <= VERIFY_TOLERANCE else 'FAILED'
             print(
-                f'  verify   max abs diff {diff:.2e} over {conversion.architecture.num_layers} '
-                f'blocks vs timm VisionTransformer (tolerance {VERIFY_TOLERANCE:.0e}): {verdict}'
+                f'  verify   max abs diff {diff:.2e} over {describe_verification(conversion)} '
+                f'(tolerance {VERIFY_TOLERANCE:.0e}): {verdict}'
             )
             if diff > VERIFY_TOLERANCE:
                 print(

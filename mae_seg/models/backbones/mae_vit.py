@@ -22,7 +22,14 @@ from torch.utils.checkpoint import checkpoint
 from ...checkpoint import extract_state_dict, load_checkpoint_file, summarize_keys
 from ..layers.attention import RelPosAttention
 from ..layers.cache import GridCache
-from ..layers.positions import Grid, relative_position_index, resize_abs_pos_embed
+from ..layers.positions import (
+    Grid,
+    rel_pos_grid_from_table_size,
+    rel_pos_table_size,
+    relative_position_index,
+    resize_abs_pos_embed,
+    resize_rel_pos_bias_table,
+)
 from ..layers.sdpa import AttentionWorkspace
 
 __all__ = ['MAEViT', 'MAETransformerBlock']
@@ -187,7 +194,9 @@ class MAEViT(BaseModule):
         num_layers: transformer blocks.
         num_heads: attention heads.
         mlp_ratio: FFN hidden channels over ``embed_dims``.
-        out_indices: blocks whose output is returned (-1: the last).
+        out_indices: blocks whose output is returned, in block order; an int ``-1`` is the
+            last block. As in mmseg, a list entry outside ``0..num_layers-1`` (``12`` or
+            ``-1`` for 12 blocks) selects nothing; MAEViT warns about it once.
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic depth, growing linearly to this value over the blocks.
         norm_cfg: normalization layers.
@@ -198,8 +207,10 @@ class MAEViT(BaseModule):
         norm_eval: keep normalization layers in eval mode while training.
         pretrained: deprecated shortcut for ``init_cfg=dict(type='Pretrained', ...)``.
         init_values: initial layer-scale values.
-        with_cp: activation checkpointing of the blocks while training.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``.
+        with_cp: activation checkpointing of the blocks while training.
+        output_cls_token: each output is ``[map, cls_token (B, C)]``, as mmseg's
+            ``VisionTransformer`` gives it (its ``MAE`` has no such option).
     """
 
     def __init__(
@@ -222,8 +233,9 @@ class MAEViT(BaseModule):
         norm_eval: bool = False,
         pretrained: str | None = None,
         init_values: float = 0.1,
-        with_cp: bool = False,
         init_cfg: dict | list[dict] | None = None,
+        with_cp: bool = False,
+        output_cls_token: bool = False,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         assert not (init_cfg and pretrained), (
@@ -244,6 +256,7 @@ class MAEViT(BaseModule):
         self.num_layers = num_layers
         self.embed_dims = embed_dims
         self.out_indices = self._normalize_out_indices(out_indices, num_layers)
+        self.output_cls_token = output_cls_token
         self.final_norm = final_norm
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -263,7 +276,8 @@ class MAEViT(BaseModule):
         num_patches = self.patch_shape[0] * self.patch_shape[1]
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dims))
 
-        drop_path_rates = torch.linspace(0, drop_path_rate, num_layers).tolist()
+        # On the CPU even under a meta default device (the converter builds MAEViT on meta).
+        drop_path_rates = torch.linspace(0, drop_path_rate, num_layers, device='cpu').tolist()
         self.layers = ModuleList(
             MAETransformerBlock(
                 embed_dims=embed_dims,
@@ -287,18 +301,30 @@ class MAEViT(BaseModule):
 
     @staticmethod
     def _normalize_out_indices(out_indices, num_layers: int) -> list[int]:
+        """mmseg's reading of ``out_indices``, with a warning where it selects nothing.
+
+        An int becomes a one-element list (``-1``: the last block); a list or tuple is kept
+        as given and block ``i`` is returned when ``i in out_indices``, so an entry outside
+        ``0..num_layers-1`` never matches. mmseg's own tests build ``MAE(out_indices=[2, 4,
+        8, 12])`` and get three maps; configs rely on that, so it is kept, but said aloud.
+        """
         if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        elif not isinstance(out_indices, (list, tuple)):
+            out_indices = [num_layers - 1 if out_indices == -1 else out_indices]
+        elif isinstance(out_indices, (list, tuple)):
+            out_indices = list(out_indices)
+        else:
             raise TypeError('out_indices must be type of int, list or tuple')
-        normalized = []
-        for index in out_indices:
-            if not -num_layers <= index < num_layers:
-                raise ValueError(
-                    f'out_indices {list(out_indices)} out of range for {num_layers} layers'
-                )
-            normalized.append(index % num_layers)
-        return normalized
+        unmatched = [index for index in out_indices if index not in range(num_layers)]
+        if unmatched:
+            selected = sum(i in out_indices for i in range(num_layers))
+            warnings.warn(
+                f'MAEViT: out_indices {unmatched} select no block of 0..{num_layers - 1} and '
+                f'are ignored, as in mmseg; {selected} maps are returned (-1 means the last '
+                'block only as a plain int)',
+                UserWarning,
+                stacklevel=3,
+            )
+        return out_indices
 
     @property
     def norm1(self) -> nn.Module:
@@ -348,7 +374,8 @@ class MAEViT(BaseModule):
             inputs: images ``(B, C_in, H_img, W_img)``, any size.
 
         Returns:
-            one ``(B, C, H_img // patch, W_img // patch)`` map per ``out_indices`` entry.
+            one ``(B, C, H_img // patch, W_img // patch)`` map per selected block, in block
+            order; with ``output_cls_token`` each is ``[map, cls_token (B, C)]``.
         """
         x, hw_shape = self.patch_embed(inputs)
         grid = (int(hw_shape[0]), int(hw_shape[1]))
@@ -370,7 +397,8 @@ class MAEViT(BaseModule):
                 x = self.norm1(x)
             if i in self.out_indices:
                 out = x[:, 1:].reshape(batch, grid[0], grid[1], -1)
-                outs.append(out.permute(0, 3, 1, 2).contiguous())
+                out = out.permute(0, 3, 1, 2).contiguous()
+                outs.append([out, x[:, 0]] if self.output_cls_token else out)
         return tuple(outs)
 
     def train(self, mode: bool = True) -> MAEViT:
@@ -420,6 +448,8 @@ class MAEViT(BaseModule):
             prefix: take only keys under this prefix, e.g. ``'backbone.'`` for a segmentor.
         """
         state_dict = extract_state_dict(load_checkpoint_file(path), prefix=prefix)
+        # mmseg's order: position parameters fitted to this model, then a non-strict load.
+        state_dict = self.resize_abs_pos_embed(self.resize_rel_pos_embed(state_dict))
         result = self.load_state_dict(state_dict, strict=False)
         message = f'{type(self).__name__}: loaded {len(state_dict)} tensors from {path}'
         if result.missing_keys:
@@ -430,15 +460,65 @@ class MAEViT(BaseModule):
             message += summarize_keys(result.unexpected_keys)
         print_log(message, logger='current')
 
+    def resize_rel_pos_embed(self, checkpoint: dict) -> dict[str, torch.Tensor]:
+        """mmseg's ``BEiT.resize_rel_pos_embed``: fit a checkpoint's bias tables to this model.
+
+        Drops ``relative_position_index`` buffers and resizes every
+        ``relative_position_bias_table`` to this model's grid, in place. Where mmseg
+        interpolates along a geometric sequence with scipy's ``interp2d`` (removed in scipy
+        1.14, so it raises there) and only for square grids, this resamples bicubically
+        (:func:`~mae_seg.models.layers.positions.resize_rel_pos_bias_table`), for any grid.
+        :meth:`load_pretrained` calls it; :meth:`load_state_dict` resizes the same way.
+
+        Args:
+            checkpoint: ``{'state_dict': {...}}`` or a state dict, with MAEViT names.
+
+        Returns:
+            the state dict, changed in place.
+        """
+        state_dict = checkpoint.get('state_dict', checkpoint)
+        for key in list(state_dict):
+            if key.endswith('relative_position_index'):
+                del state_dict[key]
+            elif key.endswith('relative_position_bias_table'):
+                table = state_dict[key]
+                rows = rel_pos_table_size(self.patch_shape)
+                if table.shape[0] != rows:
+                    src_grid = rel_pos_grid_from_table_size(table.shape[0])
+                    state_dict[key] = resize_rel_pos_bias_table(table, src_grid, self.patch_shape)
+        return state_dict
+
+    def resize_abs_pos_embed(self, state_dict: dict) -> dict[str, torch.Tensor]:
+        """mmseg's ``MAE.resize_abs_pos_embed``: fit a square ``pos_embed`` to this model's grid.
+
+        Bicubic, class token kept, in place; unlike mmseg's, to a non-square grid too.
+        :meth:`load_pretrained` calls it; :meth:`load_state_dict` resizes the same way.
+
+        Args:
+            state_dict: MAEViT names; ``pos_embed`` is ``(1, 1 + S*S, C)``.
+
+        Returns:
+            the state dict, changed in place.
+        """
+        pos_embed = state_dict.get('pos_embed')
+        if pos_embed is not None:
+            state_dict['pos_embed'] = self._pos_embed_for_model('pos_embed', pos_embed)
+        return state_dict
+
+    def _pos_embed_for_model(self, key: str, pos_embed: torch.Tensor) -> torch.Tensor:
+        """A checkpoint's square-grid ``(1, 1 + S*S, C)`` embedding on this model's grid."""
+        if pos_embed.shape[1] == self.pos_embed.shape[1]:
+            return pos_embed
+        side = math.isqrt(pos_embed.shape[1] - 1)
+        if side * side != pos_embed.shape[1] - 1:
+            raise ValueError(
+                f'{key} has {pos_embed.shape[1] - 1} patch positions, which is not a square '
+                'grid; resize it to the model grid before loading'
+            )
+        return resize_abs_pos_embed(pos_embed, (side, side), self.patch_shape)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + 'pos_embed'
-        pos_embed = state_dict.get(key)
-        if pos_embed is not None and pos_embed.shape[1] != self.pos_embed.shape[1]:
-            side = math.isqrt(pos_embed.shape[1] - 1)
-            if side * side != pos_embed.shape[1] - 1:
-                raise ValueError(
-                    f'{key} has {pos_embed.shape[1] - 1} patch positions, which is not a square '
-                    'grid; resize it to the model grid before loading'
-                )
-            state_dict[key] = resize_abs_pos_embed(pos_embed, (side, side), self.patch_shape)
+        if key in state_dict:
+            state_dict[key] = self._pos_embed_for_model(key, state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
