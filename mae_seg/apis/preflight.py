@@ -14,11 +14,14 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import logging
+import warnings
 from collections.abc import Iterator
 from functools import partial
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import Registry, init_default_scope
 from mmseg.registry import (
     DATA_SAMPLERS,
@@ -38,6 +41,7 @@ from mmseg.registry import (
 )
 
 from .checks import _count_samples, check_checkpoints, check_datasets
+from .device import AMP_ONLY_KEYS, accelerator_available
 from .errors import ConfigError
 
 __all__ = ['build_problems', 'config_problems', 'preflight', 'unknown_runner_keys']
@@ -58,9 +62,14 @@ INJECTED = {'runner', 'dataloader', 'evaluator', 'dataset', 'seed', 'optimizer',
 POPPED = {OPTIM_WRAPPERS: {'constructor', 'paramwise_cfg'}, LOOPS: {'by_epoch'}}
 
 
-def _did_you_mean(word: str, choices) -> str:
+def _closest(word: str, choices) -> str | None:
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f' (did you mean {match[0]!r}?)' if match else ''
+    return match[0] if match else None
+
+
+def _did_you_mean(word: str, choices) -> str:
+    match = _closest(word, choices)
+    return f' (did you mean {match!r}?)' if match else ''
 
 
 def unknown_runner_keys(cfg: Config) -> list[str]:
@@ -116,9 +125,11 @@ def _check_node(node: dict, where: str, registry: Registry, check_keys: bool) ->
     if isinstance(node_type, str):
         target = registry.get(node_type)
         if target is None:
-            known = _did_you_mean(node_type, _registry_names(registry))
+            match = _closest(node_type, _registry_names(registry))
+            known = f' (did you mean {match!r}?)' if match else ''
             yield f'{where}.type: {node_type!r} is not a registered {registry.name} type{known}'
-            return
+            # The arguments are checked against the type meant, so one run shows all.
+            target = registry.get(match) if match else None
     else:
         target = node_type
     if not check_keys or target is None:
@@ -184,6 +195,7 @@ def _loop_node(cfg: Config, key: str, default: str) -> dict | None:
 
 def config_problems(cfg: Config) -> list[str]:
     """Unknown types and arguments anywhere a training run builds from."""
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
     problems = list(_walk_model(cfg.get('model'), 'model'))
     for key in ('train_dataloader', 'val_dataloader'):
         if cfg.get(key):
@@ -222,10 +234,21 @@ def build_problems(cfg: Config) -> tuple[list[str], str]:
     """
     from mmengine.optim import build_optim_wrapper
 
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if wrapper_cfg.get('type') == 'AmpOptimWrapper' and not accelerator_available():
+        # It refuses to be built without a GPU; adapt_to_device reports that case itself.
+        wrapper_cfg.type = 'OptimWrapper'
+        for key in AMP_ONLY_KEYS:
+            wrapper_cfg.pop(key, None)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # the builders' tables are for the run's log
     try:
-        with torch.device('meta'):
+        with torch.device('meta'), warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # deprecation notes of mmseg's builders
             model = MODELS.build(copy.deepcopy(cfg.model))
-            wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+            wrapper = build_optim_wrapper(model, wrapper_cfg)
             schedulers = cfg.get('param_scheduler') or []
             schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
             for scheduler in schedulers:
@@ -235,22 +258,24 @@ def build_problems(cfg: Config) -> tuple[list[str], str]:
     except Exception as error:  # noqa: BLE001 - any build failure is the user's to see
         message = ' '.join(str(error).split())
         return [f'building the model and optimizer: {type(error).__name__}: {message}'], ''
+    finally:
+        logger.setLevel(level)
     loop = _loop_node(cfg, 'train_cfg', 'IterBasedTrainLoop') or {}
-    parts = [
-        f'{type(part).__name__}' for part in (getattr(model, 'backbone', None),) if part is not None
-    ]
+    backbone = getattr(model, 'backbone', None)
+    name = type(model).__name__ + (f' ({type(backbone).__name__})' if backbone else '')
     images = [
         f'{count} {name} images'
         for key, name in (('train_dataloader', 'training'), ('val_dataloader', 'validation'))
         if cfg.get(key) and (count := _count_images(cfg, key)) is not None
     ]
-    summary = (
-        f'{type(model).__name__} ({", ".join(parts)}), '
-        f'{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; '
+    summary = [
+        f'{name}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters',
         f'{type(wrapper.optimizer).__name__} in {type(wrapper).__name__}, '
-        f'{len(schedulers)} parameter schedulers; '
-        f'{loop.get("type")} to {loop.get("max_iters")} iterations; {", ".join(images)}'
-    )
+        f'{len(schedulers)} parameter schedulers',
+        f'{loop.get("type")} to {loop.get("max_iters")} iterations',
+        ', '.join(images),
+    ]
+    summary = '; '.join(part for part in summary if part)
     return [], summary
 
 

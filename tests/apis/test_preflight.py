@@ -86,13 +86,12 @@ def test_all_mistakes_at_once(capsys, tmp_path, data_options):
 @pytest.mark.parametrize('config', CONFIGS, ids=lambda path: path.name)
 def test_shipped_configs_have_no_problems(config):
     cfg = load_config(str(config))
-    from mmengine.registry import init_default_scope
-
-    init_default_scope('mmseg')
     assert unknown_runner_keys(cfg) + config_problems(cfg) == []
 
 
-def test_models_build_on_the_meta_device():
-    problems, summary = build_problems(load_config(str(CONFIGS[0])))
+@pytest.mark.parametrize(('name', 'millions'), [('base', 163.9), ('large', 441.5)])
+def test_ade20k_models_build_on_the_meta_device(name, millions):
+    config = ROOT / f'configs/mae/mae-{name}_upernet_8xb2-amp-160k_ade20k-512x512.py'
+    problems, summary = build_problems(load_config(str(config)))
     assert problems == []
-    assert summary.startswith('EncoderDecoder (MAEViT), ')
+    assert summary.startswith(f'EncoderDecoder (MAEViT), {millions}M parameters; AdamW in ')
