@@ -88,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.check:
             return report_check(cfg, args.config)
+        if restart_count() and os.environ.get('RANK', '0') == '0':
+            print(
+                f'train.py: restart {restart_count()} of this run: resuming from the latest '
+                f'checkpoint in {cfg.work_dir}',
+                flush=True,
+            )
         stopped = stop_reason(cfg.work_dir)
         if stopped:
             raise NonFiniteLossError(f'{stopped} (restarting would repeat it)')

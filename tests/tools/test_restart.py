@@ -95,11 +95,12 @@ def test_killed_worker_restarts_and_ends_with_uninterrupted_weights(tmp_path):
     straight_output, _ = straight.communicate(timeout=300)
     assert straight.returncode == 0, straight_output[-4000:]
 
-    restarts = [line for line in output.splitlines() if 'restart' in line.lower()]
+    failure = re.findall(r'failed \(exitcode: -9\) local_rank: 1 .*', output)
+    restart = re.findall(r'^train.py: restart 1 of this run: .*$', output, re.M)
     resumed = re.findall(r'Resumed at iteration \d+: .*', output)
     finished = re.findall(r'^rank \d/2 on cpu: trained to iteration 8, .*$', output, re.M)
-    print(*restarts[:3], *resumed, *finished, sep='\n')
-    assert restarts and len(resumed) == 1 and len(finished) == 2
+    print(*failure, *restart, *resumed, *finished, sep='\n')
+    assert len(failure) == len(restart) == len(resumed) == 1 and len(finished) == 2
     expected = weights(tmp_path / 'straight/iter_8.pth')
     actual = weights(killed_dir / 'iter_8.pth')
     difference = max((expected[k] - actual[k]).abs().max().item() for k in expected)
