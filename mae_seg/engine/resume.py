@@ -194,9 +194,15 @@ class ExactResumeIterBasedTrainLoop(IterBasedTrainLoop):
         )
         return state['rng_states']
 
-    @staticmethod
-    def _restore_rank_rng(rng_states: list[dict] | None) -> None:
+    def _restore_rank_rng(self, rng_states: list[dict] | None) -> None:
         if rng_states is None:
+            if self._resume_state() is not None:
+                print_log(
+                    'The checkpoint was saved without the generator states of every rank '
+                    '(not by CheckpointHook): random draws continue differently',
+                    logger='current',
+                    level=logging.WARNING,
+                )
             return
         rank, world_size = get_dist_info()
         if len(rng_states) != world_size:
