@@ -193,6 +193,22 @@ def _loop_node(cfg: Config, key: str, default: str) -> dict | None:
     return node
 
 
+def _loop_dataloader_problems(cfg: Config) -> list[str]:
+    """What the train loop asks of its dataloader (ours needs mmseg's InfiniteSampler)."""
+    from ..engine.resume import ExactResumeIterBasedTrainLoop, resumable_dataloader_cfg
+
+    loop_type = (_loop_node(cfg, 'train_cfg', 'IterBasedTrainLoop') or {}).get('type')
+    loop_class = LOOPS.get(loop_type) if isinstance(loop_type, str) else loop_type
+    exact = isinstance(loop_class, type) and issubclass(loop_class, ExactResumeIterBasedTrainLoop)
+    if not exact or not cfg.get('train_dataloader'):
+        return []
+    try:
+        resumable_dataloader_cfg(cfg.train_dataloader)
+    except ValueError as error:
+        return [f'train_dataloader.sampler: {error}']
+    return []
+
+
 def config_problems(cfg: Config) -> list[str]:
     """Unknown types and arguments anywhere a training run builds from."""
     init_default_scope(cfg.get('default_scope', 'mmseg'))
@@ -204,6 +220,7 @@ def config_problems(cfg: Config) -> list[str]:
         node = _loop_node(cfg, key, default)
         if node is not None:
             problems += _check_node(node, key, LOOPS, check_keys=True)
+    problems += _loop_dataloader_problems(cfg)
     wrapper = cfg.get('optim_wrapper') or {}
     problems += _walk_typed(wrapper, 'optim_wrapper', OPTIM_WRAPPERS)
     problems += _walk_typed(wrapper.get('optimizer'), 'optim_wrapper.optimizer', OPTIMIZERS)

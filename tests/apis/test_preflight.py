@@ -95,3 +95,14 @@ def test_ade20k_models_build_on_the_meta_device(name, millions):
     problems, summary = build_problems(load_config(str(config)))
     assert problems == []
     assert summary.startswith(f'EncoderDecoder (MAEViT), {millions}M parameters; AdamW in ')
+
+
+def test_exact_resume_loop_needs_the_infinite_sampler(capsys, tmp_path, data_options):
+    options = [*data_options, 'train_dataloader.sampler.type=DefaultSampler']
+    status, _, err = check(capsys, tmp_path, options)
+    assert status == 2
+    assert err == [
+        'train.py: error: train_dataloader.sampler: ExactResumeIterBasedTrainLoop needs '
+        "train_dataloader.sampler.type='InfiniteSampler' (mmseg's default for "
+        "iteration-based training), got 'DefaultSampler'"
+    ]
