@@ -3,6 +3,10 @@
 #   bash tools/dist_train.sh CONFIG GPUS [tools/train.py options]
 # Several nodes: run it on each with NNODES, NODE_RANK, MASTER_ADDR and PORT set alike.
 # Without a GPU the processes train on the CPU over gloo. PYTHON picks the interpreter.
+# A failed or killed process makes torchrun restart them all, up to MAX_RESTARTS (3) times;
+# a restarted run resumes from the latest checkpoint of its work directory by itself.
+# A failed or killed process makes torchrun restart them all, up to MAX_RESTARTS (3) times;
+# a restarted run resumes from the latest checkpoint of its work directory by itself.
 set -euo pipefail
 
 if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then
@@ -16,6 +20,8 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 PYTHON=${PYTHON:-python}
+MAX_RESTARTS=${MAX_RESTARTS:-3}
+MAX_RESTARTS=${MAX_RESTARTS:-3}
 TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -26,6 +32,8 @@ export PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}"
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \
     --nproc_per_node="$GPUS" \
+    --max-restarts="$MAX_RESTARTS" \
+    --max-restarts="$MAX_RESTARTS" \
     --master_port="$PORT" \
     "$TOOLS/train.py" \
     "$CONFIG" \

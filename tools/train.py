@@ -56,10 +56,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def report_check(cfg, config_path: str) -> int:
+    """``--check``: every problem on stderr, one line each (exit 2), else one line on stdout."""
+    from mae_seg.apis import preflight
+
+    problems, summary = preflight(cfg)
+    for problem in problems:
+        print(f'train.py: error: {problem}', file=sys.stderr)
+    if problems:
+        return 2
+    print(f'train.py: {config_path}: ok: {summary}')
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mae_seg.apis import ConfigError, check_run_inputs, load_config, setup_train_config, train
+    from mae_seg.apis import (
+        ConfigError,
+        load_config,
+        restart_count,
+        setup_train_config,
+        stop_reason,
+        train,
+    )
     from mae_seg.checkpoint import CheckpointError
+    from mae_seg.engine import NonFiniteLossError
 
     try:
         cfg = load_config(args.config, args.cfg_options)
@@ -67,17 +88,28 @@ def main(argv: list[str] | None = None) -> int:
             cfg,
             args.config,
             work_dir=args.work_dir,
-            resume=args.resume,
+            resume=args.resume or restart_count() > 0,
             amp=args.amp,
             launcher=args.launcher,
         )
         if args.check:
-            check_run_inputs(cfg, training=True)
-            return 0
+            return report_check(cfg, args.config)
+        if restart_count() and os.environ.get('RANK', '0') == '0':
+            print(
+                f'train.py: restart {restart_count()} of this run: resuming from the latest '
+                f'checkpoint in {cfg.work_dir}',
+                flush=True,
+            )
+        stopped = stop_reason(cfg.work_dir)
+        if stopped:
+            raise NonFiniteLossError(f'{stopped} (restarting would repeat it)')
         summary = train(cfg, verbose=args.verbose)
     except (ConfigError, CheckpointError) as error:
         print(f'train.py: error: {error}', file=sys.stderr)
         return 2
+    except NonFiniteLossError as error:
+        print(f'train.py: error: {error}', file=sys.stderr)
+        return 1
     if summary.world_size > 1:
         print(summary, flush=True)
     return 0

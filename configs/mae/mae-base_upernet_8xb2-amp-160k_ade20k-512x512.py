@@ -47,6 +47,13 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),
 ]
 
+# Resuming (--resume) costs no reloading of trained batches and ends with the weights of an
+# uninterrupted run, drop path included; checkpoints are written whole or not at all; a NaN/inf
+# loss stops the run with one line before a spoiled checkpoint is written (mae_seg.engine).
+train_cfg = dict(type='ExactResumeIterBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='NonFiniteLossHook')]
+
 # 8 GPUs x 2 images.
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)

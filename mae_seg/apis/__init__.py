@@ -9,6 +9,8 @@ from .device import (
     process_group,
 )
 from .errors import ConfigError
+from .preflight import preflight
+from .restarts import restart_count, stop_reason
 from .runner import TrainSummary, build_runner, test, train
 
 __all__ = [
@@ -23,9 +25,12 @@ __all__ = [
     'init_process_group_on_cpu',
     'is_tta_model',
     'load_config',
+    'preflight',
     'process_group',
+    'restart_count',
     'setup_test_config',
     'setup_train_config',
+    'stop_reason',
     'test',
     'train',
 ]

@@ -8,12 +8,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.logging import print_log
 
 from .errors import ConfigError
+from .restarts import restart_count
 
 __all__ = [
     'accelerator_available',
@@ -93,22 +95,42 @@ def adapt_to_device(cfg: Config, training: bool = True) -> None:
         _adapt_distributed_to_cpu(cfg)
 
 
-def init_process_group_on_cpu(cfg: Config) -> None:
-    """Join the torchrun process group for a CPU run before mmengine's ``Runner`` is built.
+def _attempt_store() -> dist.Store:
+    """torchrun's store, with keys of this attempt only.
 
-    mmengine's ``init_dist`` calls ``torch.cuda.set_device``, which fails without a GPU; the
-    ``Runner`` skips it when the group exists. Same environment (``RANK``, ``WORLD_SIZE``,
+    torch 2.14 keeps the store of the first attempt when torchrun restarts its processes,
+    so restarted processes read the addresses of the dead ones and never connect; a prefix
+    per restart (``TORCHELASTIC_RESTART_COUNT``) keeps the attempts apart.
+    """
+    store = dist.TCPStore(
+        os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']), is_master=False
+    )
+    return dist.PrefixStore(f'attempt_{restart_count()}', store)
+
+
+def init_process_group_on_cpu(cfg: Config) -> None:
+    """Join the torchrun process group before mmengine's ``Runner`` is built.
+
+    Without a GPU: mmengine's ``init_dist`` calls ``torch.cuda.set_device``, which fails;
+    the ``Runner`` skips it when the group exists. With GPUs, only when torchrun restarted
+    the processes (see :func:`_attempt_store`). Same environment (``RANK``, ``WORLD_SIZE``,
     ``MASTER_ADDR``, ``MASTER_PORT``) and ``env_cfg.dist_cfg`` options.
     """
-    if cfg.get('launcher', 'none') != 'pytorch' or accelerator_available():
+    if cfg.get('launcher', 'none') != 'pytorch' or dist.is_initialized():
         return
-    if dist.is_initialized():
+    on_gpu = accelerator_available()
+    if on_gpu and restart_count() == 0:
         return
     options = dict((cfg.get('env_cfg') or {}).get('dist_cfg') or {})
-    backend = options.pop('backend', 'gloo')
+    backend = options.pop('backend', 'nccl' if on_gpu else 'gloo')
     if options.get('timeout') is not None:
         options['timeout'] = datetime.timedelta(seconds=options['timeout'])
-    dist.init_process_group(backend=backend, **options)
+    if on_gpu:
+        torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
+    rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    dist.init_process_group(
+        backend=backend, store=_attempt_store(), rank=rank, world_size=world_size, **options
+    )
 
 
 @contextmanager

@@ -276,7 +276,7 @@ class MAEViT(BaseModule):
         num_patches = self.patch_shape[0] * self.patch_shape[1]
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dims))
 
-        # On the CPU even under a meta default device (the converter builds MAEViT on meta).
+        # On the CPU even when built on the meta device (train.py --check): plain numbers.
         drop_path_rates = torch.linspace(0, drop_path_rate, num_layers, device='cpu').tolist()
         self.layers = ModuleList(
             MAETransformerBlock(

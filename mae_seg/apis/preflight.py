@@ -1,0 +1,320 @@
+"""``tools/train.py --check``: every mistake a training config holds, found in seconds.
+
+mmengine reports a wrong type or argument when it builds the part that holds it, one at a
+time, often after the data sets and hundreds of log lines; a misspelt top-level key
+(``optim_wraper``) is not reported at all. Here the config is walked once: every ``type``
+is looked up in the registry that will build it and every argument is compared with the
+signature of the class that receives it, each problem with a "did you mean"; then, if the
+walk found nothing, the model is built on the meta device (no memory, no weights read)
+with its optimizer wrapper and parameter schedulers, as the run builds them.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import logging
+import warnings
+from collections.abc import Iterator
+from functools import partial
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.registry import Registry, init_default_scope
+from mmseg.registry import (
+    DATA_SAMPLERS,
+    DATASETS,
+    HOOKS,
+    LOG_PROCESSORS,
+    LOOPS,
+    METRICS,
+    MODELS,
+    OPTIM_WRAPPERS,
+    OPTIMIZERS,
+    PARAM_SCHEDULERS,
+    TRANSFORMS,
+    VISBACKENDS,
+    VISUALIZERS,
+    WEIGHT_INITIALIZERS,
+)
+
+from .checks import _count_samples, check_checkpoints, check_datasets
+from .device import AMP_ONLY_KEYS, accelerator_available
+from .errors import ConfigError
+
+__all__ = ['build_problems', 'config_problems', 'preflight', 'unknown_runner_keys']
+
+# Top-level keys that mmengine's Runner, mmseg's tools or ours read.
+RUNNER_KEYS = (
+    'model', 'work_dir', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'train_cfg',
+    'val_cfg', 'test_cfg', 'auto_scale_lr', 'optim_wrapper', 'param_scheduler',
+    'val_evaluator', 'test_evaluator', 'default_hooks', 'custom_hooks', 'data_preprocessor',
+    'load_from', 'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
+    'default_scope', 'randomness', 'experiment_name', 'model_wrapper_cfg', 'compile',
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'custom_imports', 'tta_model',
+    'tta_pipeline', 'runner_type',
+)  # fmt: skip
+# Arguments the builders pass themselves, never written in a config.
+INJECTED = {'runner', 'dataloader', 'evaluator', 'dataset', 'seed', 'optimizer', 'params'}
+# Keys the builder takes out before the class sees the rest.
+POPPED = {OPTIM_WRAPPERS: {'constructor', 'paramwise_cfg'}, LOOPS: {'by_epoch'}}
+
+
+def _closest(word: str, choices) -> str | None:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _did_you_mean(word: str, choices) -> str:
+    match = _closest(word, choices)
+    return f' (did you mean {match!r}?)' if match else ''
+
+
+def unknown_runner_keys(cfg: Config) -> list[str]:
+    """Top-level keys one letter or two away from a key the runner reads: typos it ignores.
+
+    Other unknown keys are config variables (``crop_size``, ``train_pipeline``) and fine.
+    """
+    problems = []
+    for key in cfg.keys():
+        if key in RUNNER_KEYS:
+            continue
+        match = difflib.get_close_matches(key, RUNNER_KEYS, n=1, cutoff=0.9)
+        if match:
+            problems.append(f'{key}: not a key the runner reads (did you mean {match[0]!r}?)')
+    return problems
+
+
+def _registry_names(registry: Registry) -> set[str]:
+    names = set()
+    while registry is not None:
+        registry.import_from_location()
+        names.update(registry.module_dict)
+        registry = registry.parent
+    return names
+
+
+def _accepted_arguments(target) -> set[str] | None:
+    """Keyword arguments ``target`` accepts, following ``**kwargs`` up the class's MRO.
+
+    None when any argument goes (a ``**kwargs`` that reaches no closed signature).
+    """
+    functions = [target] if not isinstance(target, type) else []
+    if isinstance(target, type):
+        functions = [c.__dict__['__init__'] for c in target.__mro__ if '__init__' in c.__dict__]
+    names: set[str] = set()
+    for function in functions:
+        if function in (object.__init__, torch.nn.Module.__init__):
+            # A **kwargs that no base takes is consumed elsewhere (RandomResize's go to Resize).
+            return None if isinstance(target, type) and functions[0] is not function else names
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names.update(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            return names - {'self'}
+    return None
+
+
+def _check_node(node: dict, where: str, registry: Registry, check_keys: bool) -> Iterator[str]:
+    """Problems of one ``dict(type=...)``: an unknown type, or arguments nobody takes."""
+    node_type = node.get('type')
+    if isinstance(node_type, str):
+        target = registry.get(node_type)
+        if target is None:
+            match = _closest(node_type, _registry_names(registry))
+            known = f' (did you mean {match!r}?)' if match else ''
+            yield f'{where}.type: {node_type!r} is not a registered {registry.name} type{known}'
+            # The arguments are checked against the type meant, so one run shows all.
+            target = registry.get(match) if match else None
+    else:
+        target = node_type
+    if not check_keys or target is None:
+        return
+    accepted = _accepted_arguments(target)
+    if accepted is None:
+        return
+    accepted |= POPPED.get(registry, set())
+    for key in node:
+        if key != 'type' and key not in accepted and key not in INJECTED and key != '_scope_':
+            name = getattr(target, '__name__', str(target))
+            yield f'{where}.{key}: {name} takes no argument {key!r}{_did_you_mean(key, accepted)}'
+
+
+def _walk_model(node, where: str) -> Iterator[str]:
+    """A model config: modules checked fully, ``*_cfg`` helpers (norm, act, init) by type."""
+    if isinstance(node, (list, tuple)):
+        for index, item in enumerate(node):
+            yield from _walk_model(item, f'{where}[{index}]')
+        return
+    if not isinstance(node, dict):
+        return
+    leaf = where.rsplit('.', 1)[-1]
+    if 'type' in node:
+        registry = WEIGHT_INITIALIZERS if leaf == 'init_cfg' else MODELS
+        yield from _check_node(node, where, registry, check_keys=not leaf.endswith('_cfg'))
+    for key, value in node.items():
+        if isinstance(value, (dict, list, tuple)) and key != 'type':
+            yield from _walk_model(value, f'{where}.{key}')
+
+
+def _walk_typed(node, where: str, registry: Registry) -> Iterator[str]:
+    """A list or dict of parts built by one registry (hooks, transforms, metrics)."""
+    if isinstance(node, (list, tuple)):
+        for index, item in enumerate(node):
+            yield from _walk_typed(item, f'{where}[{index}]', registry)
+    elif isinstance(node, dict) and 'type' in node:
+        yield from _check_node(node, where, registry, check_keys=True)
+        for nested in ('transforms',):  # TestTimeAug, RandomChoice, ...
+            if nested in node:
+                yield from _walk_typed(node[nested], f'{where}.{nested}', registry)
+
+
+def _walk_dataloader(loader: dict, where: str) -> Iterator[str]:
+    dataset = loader.get('dataset') or {}
+    yield from _walk_typed(loader.get('sampler'), f'{where}.sampler', DATA_SAMPLERS)
+    while isinstance(dataset, dict):
+        yield from _check_node(dataset, f'{where}.dataset', DATASETS, check_keys=True)
+        yield from _walk_typed(dataset.get('pipeline'), f'{where}.dataset.pipeline', TRANSFORMS)
+        dataset, where = dataset.get('dataset'), f'{where}.dataset'  # wrappers
+
+
+def _loop_node(cfg: Config, key: str, default: str) -> dict | None:
+    node = cfg.get(key)
+    if not node:
+        return None
+    node = dict(node)
+    if 'type' not in node:
+        by_epoch = node.get('by_epoch', False)
+        node['type'] = 'EpochBasedTrainLoop' if key == 'train_cfg' and by_epoch else default
+    return node
+
+
+def _loop_dataloader_problems(cfg: Config) -> list[str]:
+    """What the train loop asks of its dataloader (ours needs mmseg's InfiniteSampler)."""
+    from ..engine.resume import ExactResumeIterBasedTrainLoop, resumable_dataloader_cfg
+
+    loop_type = (_loop_node(cfg, 'train_cfg', 'IterBasedTrainLoop') or {}).get('type')
+    loop_class = LOOPS.get(loop_type) if isinstance(loop_type, str) else loop_type
+    exact = isinstance(loop_class, type) and issubclass(loop_class, ExactResumeIterBasedTrainLoop)
+    if not exact or not cfg.get('train_dataloader'):
+        return []
+    try:
+        resumable_dataloader_cfg(cfg.train_dataloader)
+    except ValueError as error:
+        return [f'train_dataloader.sampler: {error}']
+    return []
+
+
+def config_problems(cfg: Config) -> list[str]:
+    """Unknown types and arguments anywhere a training run builds from."""
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    problems = list(_walk_model(cfg.get('model'), 'model'))
+    for key in ('train_dataloader', 'val_dataloader'):
+        if cfg.get(key):
+            problems += _walk_dataloader(cfg[key], key)
+    for key, default in (('train_cfg', 'IterBasedTrainLoop'), ('val_cfg', 'ValLoop')):
+        node = _loop_node(cfg, key, default)
+        if node is not None:
+            problems += _check_node(node, key, LOOPS, check_keys=True)
+    problems += _loop_dataloader_problems(cfg)
+    wrapper = cfg.get('optim_wrapper') or {}
+    problems += _walk_typed(wrapper, 'optim_wrapper', OPTIM_WRAPPERS)
+    problems += _walk_typed(wrapper.get('optimizer'), 'optim_wrapper.optimizer', OPTIMIZERS)
+    problems += _walk_typed(cfg.get('param_scheduler'), 'param_scheduler', PARAM_SCHEDULERS)
+    for name, hook in (cfg.get('default_hooks') or {}).items():
+        problems += _walk_typed(hook, f'default_hooks.{name}', HOOKS)
+    problems += _walk_typed(cfg.get('custom_hooks'), 'custom_hooks', HOOKS)
+    problems += _walk_typed(cfg.get('val_evaluator'), 'val_evaluator', METRICS)
+    problems += _walk_typed(cfg.get('visualizer'), 'visualizer', VISUALIZERS)
+    problems += _walk_typed(cfg.get('vis_backends'), 'vis_backends', VISBACKENDS)
+    problems += _walk_typed(cfg.get('log_processor'), 'log_processor', LOG_PROCESSORS)
+    return problems
+
+
+def _count_images(cfg: Config, key: str) -> int | None:
+    try:
+        return _count_samples(cfg[key]['dataset'])[1]
+    except Exception:  # noqa: BLE001 - a count for the summary line only
+        return None
+
+
+def build_problems(cfg: Config) -> tuple[list[str], str]:
+    """Build the model on the meta device, its optimizer wrapper and parameter schedulers.
+
+    Returns:
+        the problems (one at most: building stops at the first) and, without problems, a
+        one-line summary of what was built.
+    """
+    from mmengine.optim import build_optim_wrapper
+
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if wrapper_cfg.get('type') == 'AmpOptimWrapper' and not accelerator_available():
+        # It refuses to be built without a GPU; adapt_to_device reports that case itself.
+        wrapper_cfg.type = 'OptimWrapper'
+        for key in AMP_ONLY_KEYS:
+            wrapper_cfg.pop(key, None)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # the builders' tables are for the run's log
+    try:
+        with torch.device('meta'), warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # deprecation notes of mmseg's builders
+            model = MODELS.build(copy.deepcopy(cfg.model))
+            wrapper = build_optim_wrapper(model, wrapper_cfg)
+            schedulers = cfg.get('param_scheduler') or []
+            schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+            for scheduler in schedulers:
+                PARAM_SCHEDULERS.build(
+                    dict(scheduler), default_args=dict(optimizer=wrapper.optimizer)
+                )
+    except Exception as error:  # noqa: BLE001 - any build failure is the user's to see
+        message = ' '.join(str(error).split())
+        return [f'building the model and optimizer: {type(error).__name__}: {message}'], ''
+    finally:
+        logger.setLevel(level)
+    loop = _loop_node(cfg, 'train_cfg', 'IterBasedTrainLoop') or {}
+    backbone = getattr(model, 'backbone', None)
+    name = type(model).__name__ + (f' ({type(backbone).__name__})' if backbone else '')
+    images = [
+        f'{count} {name} images'
+        for key, name in (('train_dataloader', 'training'), ('val_dataloader', 'validation'))
+        if cfg.get(key) and (count := _count_images(cfg, key)) is not None
+    ]
+    summary = [
+        f'{name}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters',
+        f'{type(wrapper.optimizer).__name__} in {type(wrapper).__name__}, '
+        f'{len(schedulers)} parameter schedulers',
+        f'{loop.get("type")} to {loop.get("max_iters")} iterations',
+        ', '.join(images),
+    ]
+    summary = '; '.join(part for part in summary if part)
+    return [], summary
+
+
+def preflight(cfg: Config) -> tuple[list[str], str]:
+    """What ``tools/train.py --check`` reports.
+
+    Returns:
+        every problem found, one line each (empty when all is well), and a one-line
+        summary of what was built.
+    """
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    problems = unknown_runner_keys(cfg) + config_problems(cfg)
+    loaders = ['train_dataloader']
+    if cfg.get('val_cfg') and cfg.get('val_evaluator'):
+        loaders.append('val_dataloader')
+    checks = [partial(check_checkpoints, cfg, True)]
+    checks += [partial(check_datasets, cfg, (key,)) for key in loaders]
+    for check in checks:
+        try:
+            check()
+        except ConfigError as error:
+            problems.append(str(error))
+    if problems:
+        return problems, ''
+    return build_problems(cfg)
