@@ -4,10 +4,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from quick_start_kit import ShapesSpec, make_shapes_dataset
 
 from mae_seg.apis import load_config
 from mae_seg.apis.preflight import build_problems, config_problems, unknown_runner_keys
-from mae_seg.quick_start import ShapesSpec, make_shapes_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'

@@ -11,10 +11,10 @@ from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmseg.registry import HOOKS
+from quick_start_kit import ShapesSpec, make_shapes_dataset
 
 from mae_seg.engine import NonFiniteLossError, NonFiniteLossHook
 from mae_seg.engine.finite_loss import non_finite_terms
-from mae_seg.quick_start import ShapesSpec, make_shapes_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mae_seg.quick_start import ShapesSpec, make_shapes_dataset
+from quick_start_kit import ShapesSpec, make_shapes_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'
