@@ -21,7 +21,13 @@ from torch.utils.checkpoint import checkpoint
 from ...checkpoint import extract_state_dict, load_checkpoint_file, summarize_keys
 from ..layers.attention import AttentionWorkspace, RelPosAttention
 from ..layers.cache import GridCache, weights_key
-from ..layers.positions import Grid, relative_position_index, resize_abs_pos_embed
+from ..layers.positions import (
+    Grid,
+    fit_abs_pos_embed,
+    parse_position_fit,
+    relative_position_index,
+    resize_abs_pos_embed,
+)
 
 __all__ = ['MAEViT', 'MAETransformerBlock']
 
@@ -40,6 +46,7 @@ class MAETransformerBlock(nn.Module):
         act_cfg: FFN activation.
         norm_cfg: normalization layers (``ln1``, ``ln2`` for LayerNorm).
         init_values: initial layer-scale values ``gamma_1``, ``gamma_2``.
+        position_fit: how the relative position table is fitted to another grid.
     """
 
     def __init__(
@@ -54,12 +61,15 @@ class MAETransformerBlock(nn.Module):
         act_cfg: dict | None = None,
         norm_cfg: dict | None = None,
         init_values: float = 0.1,
+        position_fit: str = 'stretch',
     ) -> None:
         super().__init__()
         norm_cfg = norm_cfg or dict(type='LN')
         self.norm1_name, norm1 = build_norm_layer(norm_cfg, embed_dims, postfix=1)
         self.add_module(self.norm1_name, norm1)
-        self.attn = RelPosAttention(embed_dims, num_heads, grid, True, attn_drop_rate)
+        self.attn = RelPosAttention(
+            embed_dims, num_heads, grid, True, attn_drop_rate, position_fit=position_fit
+        )
         self.norm2_name, norm2 = build_norm_layer(norm_cfg, embed_dims, postfix=2)
         self.add_module(self.norm2_name, norm2)
         self.ffn = FFN(
@@ -155,6 +165,13 @@ class MAEViT(BaseModule):
         pretrained: deprecated shortcut for ``init_cfg=dict(type='Pretrained', ...)``.
         init_values: initial layer-scale values.
         with_cp: activation checkpointing of the blocks while training.
+        position_fit: how position parameters trained on the ``img_size`` grid are fitted
+            to another grid (whole-image inference, other test scales): ``'extend'``
+            (default) keeps every learned relative offset and absolute position and repeats
+            the outermost ones beyond them, ``'stretch'`` resamples them bicubically over
+            the new grid (mmseg's way); ``dict(relative=..., absolute=...)`` sets the two
+            separately. Chosen by measurement, see README "Whole image or sliding windows".
+            Loading weights of another grid always stretches.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``.
     """
 
@@ -179,6 +196,7 @@ class MAEViT(BaseModule):
         pretrained: str | None = None,
         init_values: float = 0.1,
         with_cp: bool = False,
+        position_fit: str | dict = 'stretch',
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -204,6 +222,7 @@ class MAEViT(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.pretrained = pretrained
+        relative_fit, self.absolute_fit = parse_position_fit(position_fit)
 
         self.patch_embed = PatchEmbed(
             in_channels=in_channels,
@@ -232,6 +251,7 @@ class MAEViT(BaseModule):
                 act_cfg=act_cfg,
                 norm_cfg=norm_cfg,
                 init_values=init_values,
+                position_fit=relative_fit,
             )
             for rate in drop_path_rates
         )
@@ -268,15 +288,15 @@ class MAEViT(BaseModule):
         )
 
     def _pos_embed(self, grid: Grid) -> torch.Tensor:
-        """Absolute position embedding for ``grid``; resized and cached when weights are fixed."""
-        pos_embed = self.pos_embed
+        """Absolute position embedding for ``grid``; fitted and cached when weights are fixed."""
+        pos_embed, fit = self.pos_embed, self.absolute_fit
         if grid == self.patch_shape:
             return pos_embed
         if torch.is_grad_enabled() and pos_embed.requires_grad:
-            return resize_abs_pos_embed(pos_embed, self.patch_shape, grid)
+            return fit_abs_pos_embed(pos_embed, self.patch_shape, grid, fit)
         return self._grid_cache.get(
-            ('pos_embed', grid, *weights_key(pos_embed)),
-            lambda: resize_abs_pos_embed(pos_embed.detach(), self.patch_shape, grid),
+            ('pos_embed', grid, fit, *weights_key(pos_embed)),
+            lambda: fit_abs_pos_embed(pos_embed.detach(), self.patch_shape, grid, fit),
         )
 
     # -- forward -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from torch import nn
 from .cache import GridCache, weights_key
 from .positions import (
     Grid,
+    fit_rel_pos_bias_table,
     rel_pos_grid_from_table_size,
     rel_pos_table_size,
     resize_rel_pos_bias_table,
@@ -60,6 +61,8 @@ class RelPosAttention(nn.Module):
         grid: token grid ``(H, W)`` the bias table is made for.
         qkv_bias: learn a bias for q, k and v.
         attn_drop_rate: dropout on the attention weights while training.
+        position_fit: how the table is fitted to another grid, ``'stretch'`` or
+            ``'extend'`` (see :mod:`~mae_seg.models.layers.positions`).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class RelPosAttention(nn.Module):
         grid: Grid,
         qkv_bias: bool = True,
         attn_drop_rate: float = 0.0,
+        position_fit: str = 'stretch',
     ) -> None:
         super().__init__()
         if embed_dims % num_heads:
@@ -76,6 +80,7 @@ class RelPosAttention(nn.Module):
         self.num_heads = num_heads
         self.grid = tuple(grid)
         self.attn_drop_rate = attn_drop_rate
+        self.position_fit = position_fit
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         # Zero-initialised, as in MAE's fine-tuning recipe.
@@ -85,7 +90,7 @@ class RelPosAttention(nn.Module):
         self._resized_tables = GridCache()
 
     def bias_table(self, grid: Grid) -> torch.Tensor:
-        """The bias table resized to ``grid``; cached while it cannot change.
+        """The bias table fitted to ``grid``; cached while it cannot change.
 
         Without autograd the resized table depends only on the parameter's value, which
         ``_version`` tracks (optimizer steps and ``load_state_dict`` bump it), so it is
@@ -94,11 +99,12 @@ class RelPosAttention(nn.Module):
         table = self.relative_position_bias_table
         if tuple(grid) == self.grid:
             return table
+        fit = self.position_fit
         if torch.is_grad_enabled() and table.requires_grad:
-            return resize_rel_pos_bias_table(table, self.grid, grid)
+            return fit_rel_pos_bias_table(table, self.grid, grid, fit)
         return self._resized_tables.get(
-            (tuple(grid), *weights_key(table)),
-            lambda: resize_rel_pos_bias_table(table.detach(), self.grid, grid),
+            (tuple(grid), fit, *weights_key(table)),
+            lambda: fit_rel_pos_bias_table(table.detach(), self.grid, grid, fit),
         )
 
     def forward(
