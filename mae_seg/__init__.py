@@ -7,10 +7,19 @@ Importing the package registers its modules in mmseg's registries; configs pull 
 from .compat import allow_mmengine_checkpoints, resolve_scoped_configs
 from .datasets import MinSizeResize
 from .engine import MAELayerDecayOptimizerConstructor
-from .models import MAEViT
+from .engine.visualization_hook import TestSegVisualizationHook
+from .models import BatchedSlideEncoderDecoder, BatchedSlideSegTTAModel, MAEViT
 from .version import __version__
 
 allow_mmengine_checkpoints()
 resolve_scoped_configs()
 
-__all__ = ['MAELayerDecayOptimizerConstructor', 'MAEViT', 'MinSizeResize', '__version__']
+__all__ = [
+    'BatchedSlideEncoderDecoder',
+    'BatchedSlideSegTTAModel',
+    'MAELayerDecayOptimizerConstructor',
+    'MAEViT',
+    'MinSizeResize',
+    'TestSegVisualizationHook',
+    '__version__',
+]

@@ -1,13 +1,12 @@
 # MAE ViT-B/16 + UPerNet on ADE20K at 512x512: mmseg's recipe (48.13 mIoU single-scale,
 # 48.70 multi-scale + flip, V100) with real mixed precision and the min-size multi-scale test.
 _base_ = [
+    '../_base_/mae_seg.py',  # first: lets the mmseg:: bases resolve without pkg_resources
     'mmseg::_base_/models/upernet_mae.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
-custom_imports = dict(imports=['mae_seg'], allow_failed_imports=False)
-
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
 model = dict(
