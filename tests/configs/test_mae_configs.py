@@ -107,7 +107,7 @@ def test_ms_pipeline_keeps_every_short_side_at_512(tmp_path):
 
 def test_ms_config_is_the_base_model_under_seg_tta(base):
     ms = Config.fromfile(str(MS))
-    assert ms.model.type == 'SegTTAModel'
+    assert ms.model.type == 'BatchedSlideSegTTAModel'
     assert ms.model.module == base.model
     assert ms.test_dataloader.dataset.pipeline == base.tta_pipeline
 
@@ -115,7 +115,7 @@ def test_ms_config_is_the_base_model_under_seg_tta(base):
 def test_tta_flag_on_base_equals_the_ms_config(base):
     ms = Config.fromfile(str(MS))
     tested = setup_test_config(Config.fromfile(str(BASE)), str(BASE), 'model.pth', tta=True)
-    assert tested.model.type == ms.model.type == 'SegTTAModel'
+    assert tested.model.type == ms.model.type == 'BatchedSlideSegTTAModel'
     assert tested.model.module == ms.model.module
     assert tested.test_dataloader.dataset.pipeline == ms.test_dataloader.dataset.pipeline
 
