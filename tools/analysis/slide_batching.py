@@ -13,6 +13,7 @@ and prints the median and minimum time per image and the largest logit differenc
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import time
@@ -37,6 +38,7 @@ def build_pair(args: argparse.Namespace):
     """``(mmseg's EncoderDecoder, BatchedSlideEncoderDecoder)`` with equal weights."""
     import torch
     from mmengine.config import ConfigDict
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
@@ -54,6 +56,8 @@ def build_pair(args: argparse.Namespace):
     if args.checkpoint:
         reference.load_state_dict(extract_state_dict(load_checkpoint_file(args.checkpoint)))
     else:
+        # init_weights logs every tensor's initialisation at INFO.
+        MMLogger.get_current_instance().setLevel(logging.WARNING)
         reference.init_weights()
     batched = MODELS.build(ConfigDict(model_cfg, type='BatchedSlideEncoderDecoder'))
     batched.load_state_dict(reference.state_dict())
