@@ -10,7 +10,6 @@ half-written.
 from __future__ import annotations
 
 import glob
-import os
 import os.path as osp
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -273,6 +272,5 @@ def _write_png(path: str, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode('.png', np.ascontiguousarray(array))
     if not ok:
         raise ConfigError(f'cannot encode {path}')
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with atomic_output(path) as temporary:
+    with atomic_output(path) as temporary:  # makes the folder, renames when complete
         temporary.write_bytes(encoded.tobytes())
