@@ -41,7 +41,10 @@ def test_base_is_the_published_recipe(base):
     assert (head.type, head.channels, head.num_classes) == ('UPerHead', 768, 150)
     assert head.in_channels == [768] * 4
     assert (aux.type, aux.in_channels, aux.num_classes) == ('FCNHead', 768, 150)
-    assert base.model.test_cfg == dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
+    assert base.model.type == 'BatchedSlideEncoderDecoder'
+    assert base.model.test_cfg == dict(
+        mode='slide', crop_size=(512, 512), stride=(341, 341), window_batch_size=8
+    )
     assert base.model.pretrained == 'pretrain/mae_pretrain_vit_base_mmseg.pth'
     assert base.custom_imports == dict(imports=['mae_seg'], allow_failed_imports=False)
     assert base.default_scope == 'mmseg'
