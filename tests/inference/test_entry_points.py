@@ -68,12 +68,14 @@ def test_mmseg_entry_point_on_our_config(entry_point, tiny_model, images):
         assert result.stdout.split()[-4:] == ['MAEViT', '1', '70', '100']
 
 
+@pytest.mark.slow
 def test_shipped_base_config_reads_in_a_fresh_interpreter():
     result = run_fresh(SCRIPTS['Config.fromfile'], BASE, '', '')
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ['MAEViT', '160000']
 
 
+@pytest.mark.slow
 def test_without_our_first_base_the_mmseg_base_fails(tmp_path):
     """The control: an ``mmseg::`` base read before mae_seg is imported needs pkg_resources."""
     config = tmp_path / 'plain.py'

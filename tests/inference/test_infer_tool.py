@@ -125,6 +125,7 @@ def test_checkpoint_that_does_not_fit_the_config(tiny_model, images, tmp_path, c
     assert_one_error(capsys.readouterr(), 'none.pth does not exist')
 
 
+@pytest.mark.slow
 def test_cli_process_exits_2_without_traceback(tiny_model, tmp_path):
     config, checkpoint = tiny_model
     command = [sys.executable, 'tools/infer.py', str(config), str(checkpoint), 'missing.jpg',
