@@ -12,7 +12,8 @@ from .compat import (
 )
 from .datasets import MinSizeResize
 from .engine import MAELayerDecayOptimizerConstructor
-from .models import MAEViT
+from .engine.visualization_hook import TestSegVisualizationHook
+from .models import BatchedSlideEncoderDecoder, BatchedSlideSegTTAModel, MAEViT
 from .version import __version__
 
 allow_mmengine_checkpoints()
@@ -20,4 +21,12 @@ resolve_scoped_configs()
 quiet_known_warnings()
 summarize_init_info()
 
-__all__ = ['MAELayerDecayOptimizerConstructor', 'MAEViT', 'MinSizeResize', '__version__']
+__all__ = [
+    'BatchedSlideEncoderDecoder',
+    'BatchedSlideSegTTAModel',
+    'MAELayerDecayOptimizerConstructor',
+    'MAEViT',
+    'MinSizeResize',
+    'TestSegVisualizationHook',
+    '__version__',
+]

@@ -1,16 +1,18 @@
 # MAE ViT-B/16 + UPerNet on ADE20K at 512x512: mmseg's recipe (48.13 mIoU single-scale,
 # 48.70 multi-scale + flip, V100) with real mixed precision and the min-size multi-scale test.
 _base_ = [
+    '../_base_/mae_seg.py',  # first: lets the mmseg:: bases resolve without pkg_resources
     'mmseg::_base_/models/upernet_mae.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
-custom_imports = dict(imports=['mae_seg'], allow_failed_imports=False)
-
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
+# mmseg's EncoderDecoder with the sliding windows run 8 at a time (same logits, see
+# BatchedSlideEncoderDecoder); test-time augmentation batches all its views' windows.
 model = dict(
+    type='BatchedSlideEncoderDecoder',
     data_preprocessor=data_preprocessor,
     # Output of: python tools/model_converters/mae2mmseg.py mae_pretrain_vit_base.pth <this>
     pretrained='pretrain/mae_pretrain_vit_base_mmseg.pth',
@@ -29,8 +31,9 @@ model = dict(
     neck=dict(embed_dim=768, rescales=[4, 2, 1, 0.5]),
     decode_head=dict(in_channels=[768, 768, 768, 768], channels=768, num_classes=150),
     auxiliary_head=dict(in_channels=768, num_classes=150),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)),
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341), window_batch_size=8),
 )
+tta_model = dict(type='BatchedSlideSegTTAModel')
 
 # mmseg's config says `fp16 = dict(loss_scale='dynamic')`, a 0.x key mmengine ignores;
 # AmpOptimWrapper is what actually trains in mixed precision.

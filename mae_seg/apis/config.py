@@ -97,6 +97,12 @@ def _enable_visualization(cfg: Config, show: bool, show_dir: str | None, wait_ti
             '--show/--show-dir need default_hooks.visualization '
             "(dict(type='SegVisualizationHook')) in the config"
         )
+    if show_dir and osp.isfile(show_dir):
+        raise ConfigError(f'--show-dir {show_dir} is a file; give a folder')
+    if hooks['visualization'].get('type') in ('SegVisualizationHook', 'mmseg.SegVisualizationHook'):
+        # mmseg's hook would build the training dataloader to name its images: see
+        # TestSegVisualizationHook.
+        hooks['visualization']['type'] = 'TestSegVisualizationHook'
     hooks['visualization']['draw'] = True
     if show:
         hooks['visualization']['show'] = True

@@ -1,3 +1,4 @@
 from .backbones import MAEViT
+from .segmentors import BatchedSlideEncoderDecoder, BatchedSlideSegTTAModel
 
-__all__ = ['MAEViT']
+__all__ = ['BatchedSlideEncoderDecoder', 'BatchedSlideSegTTAModel', 'MAEViT']

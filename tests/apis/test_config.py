@@ -95,12 +95,12 @@ def test_slurm_without_gpu_points_to_torchrun():
 
 def test_tta_wraps_the_model_once():
     cfg = setup_test_config(load_config(QUICK), QUICK, 'model.pth', tta=True)
-    assert cfg.model.type == 'SegTTAModel'
-    assert cfg.model.module.type == 'EncoderDecoder'
+    assert cfg.model.type == 'BatchedSlideSegTTAModel'
+    assert cfg.model.module.type == 'BatchedSlideEncoderDecoder'
     assert cfg.test_dataloader.dataset.pipeline == cfg.tta_pipeline
     ms = setup_test_config(load_config(MS), MS, 'model.pth', tta=True)
-    assert ms.model.type == 'SegTTAModel'
-    assert ms.model.module.type == 'EncoderDecoder'
+    assert ms.model.type == 'BatchedSlideSegTTAModel'
+    assert ms.model.module.type == 'BatchedSlideEncoderDecoder'
 
 
 def test_tta_needs_its_config_keys(tmp_path):

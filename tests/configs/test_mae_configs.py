@@ -41,7 +41,10 @@ def test_base_is_the_published_recipe(base):
     assert (head.type, head.channels, head.num_classes) == ('UPerHead', 768, 150)
     assert head.in_channels == [768] * 4
     assert (aux.type, aux.in_channels, aux.num_classes) == ('FCNHead', 768, 150)
-    assert base.model.test_cfg == dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
+    assert base.model.type == 'BatchedSlideEncoderDecoder'
+    assert base.model.test_cfg == dict(
+        mode='slide', crop_size=(512, 512), stride=(341, 341), window_batch_size=8
+    )
     assert base.model.pretrained == 'pretrain/mae_pretrain_vit_base_mmseg.pth'
     assert base.custom_imports == dict(imports=['mae_seg'], allow_failed_imports=False)
     assert base.default_scope == 'mmseg'
@@ -107,7 +110,7 @@ def test_ms_pipeline_keeps_every_short_side_at_512(tmp_path):
 
 def test_ms_config_is_the_base_model_under_seg_tta(base):
     ms = Config.fromfile(str(MS))
-    assert ms.model.type == 'SegTTAModel'
+    assert ms.model.type == 'BatchedSlideSegTTAModel'
     assert ms.model.module == base.model
     assert ms.test_dataloader.dataset.pipeline == base.tta_pipeline
 
@@ -115,7 +118,7 @@ def test_ms_config_is_the_base_model_under_seg_tta(base):
 def test_tta_flag_on_base_equals_the_ms_config(base):
     ms = Config.fromfile(str(MS))
     tested = setup_test_config(Config.fromfile(str(BASE)), str(BASE), 'model.pth', tta=True)
-    assert tested.model.type == ms.model.type == 'SegTTAModel'
+    assert tested.model.type == ms.model.type == 'BatchedSlideSegTTAModel'
     assert tested.model.module == ms.model.module
     assert tested.test_dataloader.dataset.pipeline == ms.test_dataloader.dataset.pipeline
 

@@ -97,12 +97,45 @@ def test_any_input_size_on_a_512_model(size):
 
 def test_other_grid_equals_a_model_built_for_it():
     """Running a 512 model at 640 is the same as a 640 model loaded from its weights."""
-    model_512 = randomize_(MAEViT(img_size=512, **TINY)).eval()
+    model_512 = randomize_(MAEViT(img_size=512, position_fit='stretch', **TINY)).eval()
     model_640 = MAEViT(img_size=640, **TINY).eval()
     model_640.load_state_dict(model_512.state_dict())
     images = torch.randn(1, 3, 640, 640)
     with torch.no_grad():
         for e, a in zip(model_640(images), model_512(images)):
+            torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    'position_fit', ['stretch', 'extend', dict(relative='extend'), dict(absolute='extend')]
+)
+def test_position_fit_acts_only_off_the_native_grid(position_fit):
+    """At img_size every fit is mmseg's model; elsewhere the model equals one built for the
+    larger grid from position parameters fitted by the pure functions."""
+    from mae_seg.models.layers.positions import (
+        fit_abs_pos_embed,
+        fit_rel_pos_bias_table,
+        parse_position_fit,
+    )
+
+    reference, _ = mmseg_pair(img_size=64, **TINY)
+    model = MAEViT(img_size=64, position_fit=position_fit, **TINY).eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    with torch.no_grad():
+        native = torch.randn(1, 3, 64, 64)
+        for e, a in zip(reference(native), model(native)):
+            torch.testing.assert_close(a, e, rtol=0, atol=1e-4)
+    relative, absolute = parse_position_fit(position_fit)
+    state = model.state_dict()
+    for key, value in list(state.items()):
+        if key.endswith('relative_position_bias_table'):
+            state[key] = fit_rel_pos_bias_table(value, (4, 4), (6, 5), relative)
+    state['pos_embed'] = fit_abs_pos_embed(state['pos_embed'], (4, 4), (6, 5), absolute)
+    built_for_grid = MAEViT(img_size=(96, 80), **TINY).eval()
+    built_for_grid.load_state_dict(state)
+    images = torch.randn(1, 3, 96, 80)
+    with torch.no_grad():
+        for e, a in zip(built_for_grid(images), model(images)):
             torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
 
 

@@ -4,6 +4,11 @@ import pytest
 import torch
 
 from mae_seg.models.layers.positions import (
+    extend_abs_pos_embed,
+    extend_rel_pos_bias_table,
+    fit_abs_pos_embed,
+    fit_rel_pos_bias_table,
+    parse_position_fit,
     rel_pos_grid_from_table_size,
     rel_pos_table_size,
     relative_position_index,
@@ -65,3 +70,60 @@ def test_abs_resize_identity_and_non_square():
     resized = resize_abs_pos_embed(pos_embed, (6, 4), (3, 8))
     assert resized.shape == (1, 1 + 24, 5)
     torch.testing.assert_close(resized[:, :1], pos_embed[:, :1])
+
+
+def _offset_bias(table, grid):
+    """``{(dy, dx): bias}`` of a table, read through the token-pair index (an independent
+    route from the one the fitting functions take)."""
+    index = relative_position_index(grid)
+    height, width = grid
+    biases = {}
+    for q in range(height * width):
+        for k in range(height * width):
+            offset = (q // width - k // width, q % width - k % width)
+            biases[offset] = table[index[1 + q, 1 + k]]
+    return biases
+
+
+@pytest.mark.parametrize(('src', 'dst'), [((3, 4), (5, 7)), ((4, 4), (2, 3)), ((3, 3), (3, 6))])
+def test_extended_rel_table_keeps_learned_offsets_and_clamps_beyond(src, dst):
+    table = torch.randn(rel_pos_table_size(src), 2)
+    extended = extend_rel_pos_bias_table(table, src, dst)
+    assert extended.shape == (rel_pos_table_size(dst), 2)
+    torch.testing.assert_close(extended[-3:], table[-3:], rtol=0, atol=0)
+    learned, fitted = _offset_bias(table, src), _offset_bias(extended, dst)
+    for (dy, dx), bias in fitted.items():
+        nearest = (max(-src[0] + 1, min(dy, src[0] - 1)), max(-src[1] + 1, min(dx, src[1] - 1)))
+        torch.testing.assert_close(bias, learned[nearest], rtol=0, atol=0)
+
+
+def test_extended_abs_embed_keeps_learned_positions_and_repeats_the_border():
+    pos_embed = torch.randn(1, 1 + 3 * 4, 6)
+    grid_tokens = pos_embed[0, 1:].reshape(3, 4, 6)
+    extended = extend_abs_pos_embed(pos_embed, (3, 4), (5, 6))[0]
+    torch.testing.assert_close(extended[0], pos_embed[0, 0], rtol=0, atol=0)
+    fitted = extended[1:].reshape(5, 6, 6)
+    torch.testing.assert_close(fitted[:3, :4], grid_tokens, rtol=0, atol=0)
+    torch.testing.assert_close(fitted[4, 5], grid_tokens[2, 3], rtol=0, atol=0)
+    torch.testing.assert_close(fitted[1, 5], grid_tokens[1, 3], rtol=0, atol=0)
+    smaller = extend_abs_pos_embed(pos_embed, (3, 4), (2, 2))[0, 1:].reshape(2, 2, 6)
+    torch.testing.assert_close(smaller, grid_tokens[:2, :2], rtol=0, atol=0)
+
+
+def test_fit_dispatch_and_parse():
+    table = torch.randn(rel_pos_table_size((3, 3)), 2)
+    torch.testing.assert_close(
+        fit_rel_pos_bias_table(table, (3, 3), (4, 5), 'stretch'),
+        resize_rel_pos_bias_table(table, (3, 3), (4, 5)),
+    )
+    pos_embed = torch.randn(1, 10, 4)
+    torch.testing.assert_close(
+        fit_abs_pos_embed(pos_embed, (3, 3), (4, 5), 'extend'),
+        extend_abs_pos_embed(pos_embed, (3, 3), (4, 5)),
+    )
+    assert parse_position_fit('extend') == ('extend', 'extend')
+    assert parse_position_fit(dict(absolute='extend')) == ('stretch', 'extend')
+    with pytest.raises(ValueError, match="'bilinear' is not one of"):
+        parse_position_fit('bilinear')
+    with pytest.raises(ValueError, match="got \\['relative_bias'\\]"):
+        parse_position_fit(dict(relative_bias='extend'))

@@ -24,6 +24,8 @@ from ..layers.attention import RelPosAttention
 from ..layers.cache import GridCache
 from ..layers.positions import (
     Grid,
+    fit_abs_pos_embed,
+    parse_position_fit,
     rel_pos_grid_from_table_size,
     rel_pos_table_size,
     relative_position_index,
@@ -49,6 +51,7 @@ class MAETransformerBlock(nn.Module):
         act_cfg: FFN activation.
         norm_cfg: normalization layers (``ln1``, ``ln2`` for LayerNorm).
         init_values: initial layer-scale values ``gamma_1``, ``gamma_2``.
+        position_fit: how the relative position table is fitted to another grid.
     """
 
     def __init__(
@@ -63,12 +66,15 @@ class MAETransformerBlock(nn.Module):
         act_cfg: dict | None = None,
         norm_cfg: dict | None = None,
         init_values: float = 0.1,
+        position_fit: str = 'stretch',
     ) -> None:
         super().__init__()
         norm_cfg = norm_cfg or dict(type='LN')
         self.norm1_name, norm1 = build_norm_layer(norm_cfg, embed_dims, postfix=1)
         self.add_module(self.norm1_name, norm1)
-        self.attn = RelPosAttention(embed_dims, num_heads, grid, True, attn_drop_rate)
+        self.attn = RelPosAttention(
+            embed_dims, num_heads, grid, True, attn_drop_rate, position_fit=position_fit
+        )
         self.norm2_name, norm2 = build_norm_layer(norm_cfg, embed_dims, postfix=2)
         self.add_module(self.norm2_name, norm2)
         self.ffn = FFN(
@@ -211,6 +217,14 @@ class MAEViT(BaseModule):
         with_cp: activation checkpointing of the blocks while training.
         output_cls_token: each output is ``[map, cls_token (B, C)]``, as mmseg's
             ``VisionTransformer`` gives it (its ``MAE`` has no such option).
+        position_fit: how position parameters trained on the ``img_size`` grid are fitted
+            to another grid (whole-image inference, other test scales): ``'stretch'``
+            (default, mmseg's way) resamples them bicubically over the new grid,
+            ``'extend'`` keeps every learned relative offset and absolute position and
+            repeats the outermost ones beyond them; ``dict(relative=..., absolute=...)``
+            sets the two separately. The default is the measured one: no fit changed the
+            whole-image mIoU of the quick start's model (README "Whole image or sliding
+            windows"). Loading weights of another grid always stretches.
     """
 
     def __init__(
@@ -236,6 +250,7 @@ class MAEViT(BaseModule):
         init_cfg: dict | list[dict] | None = None,
         with_cp: bool = False,
         output_cls_token: bool = False,
+        position_fit: str | dict = 'stretch',
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         assert not (init_cfg and pretrained), (
@@ -261,6 +276,7 @@ class MAEViT(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.pretrained = pretrained
+        relative_fit, self.absolute_fit = parse_position_fit(position_fit)
 
         self.patch_embed = PatchEmbed(
             in_channels=in_channels,
@@ -290,6 +306,7 @@ class MAEViT(BaseModule):
                 act_cfg=act_cfg,
                 norm_cfg=norm_cfg,
                 init_values=init_values,
+                position_fit=relative_fit,
             )
             for rate in drop_path_rates
         )
@@ -361,7 +378,7 @@ class MAEViT(BaseModule):
 
     def _resize_positions(self, grid: Grid, rel_pos_index: torch.Tensor) -> GridPositions:
         return GridPositions(
-            pos_embed=resize_abs_pos_embed(self.pos_embed, self.patch_shape, grid),
+            pos_embed=fit_abs_pos_embed(self.pos_embed, self.patch_shape, grid, self.absolute_fit),
             rel_pos_index=rel_pos_index,
             bias_tables=[layer.attn.bias_table(grid) for layer in self.layers],
         )

@@ -7,6 +7,7 @@ from torch import nn
 
 from .positions import (
     Grid,
+    fit_rel_pos_bias_table,
     rel_pos_grid_from_table_size,
     rel_pos_table_size,
     resize_rel_pos_bias_table,
@@ -31,6 +32,8 @@ class RelPosAttention(nn.Module):
         grid: token grid ``(H, W)`` the bias table is made for.
         qkv_bias: learn a bias for q, k and v.
         attn_drop_rate: dropout on the attention weights while training.
+        position_fit: how the table is fitted to another grid, ``'stretch'`` or
+            ``'extend'`` (see :mod:`~mae_seg.models.layers.positions`).
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class RelPosAttention(nn.Module):
         grid: Grid,
         qkv_bias: bool = True,
         attn_drop_rate: float = 0.0,
+        position_fit: str = 'stretch',
     ) -> None:
         super().__init__()
         if embed_dims % num_heads:
@@ -47,6 +51,7 @@ class RelPosAttention(nn.Module):
         self.num_heads = num_heads
         self.grid = tuple(grid)
         self.attn_drop_rate = attn_drop_rate
+        self.position_fit = position_fit
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         # Zero-initialised, as in MAE's fine-tuning recipe.
@@ -55,12 +60,13 @@ class RelPosAttention(nn.Module):
         )
 
     def bias_table(self, grid: Grid) -> torch.Tensor:
-        """The bias table resized to ``grid``, head-major: ``(num_heads, T)``.
+        """The bias table fitted to ``grid`` (``position_fit``), head-major: ``(num_heads, T)``.
 
         Differentiable and not cached; at the table's own grid nothing is resized.
         """
         table = self.relative_position_bias_table
-        return resize_rel_pos_bias_table(table, self.grid, grid).t().contiguous()
+        fitted = fit_rel_pos_bias_table(table, self.grid, grid, self.position_fit)
+        return fitted.t().contiguous()
 
     def forward(
         self,

@@ -3,6 +3,15 @@ parameters to another token grid. Pure functions, no module state.
 
 A relative position bias table follows BEiT's layout: ``(2*H-1) * (2*W-1)`` entries for
 token-to-token offsets, then three for cls-to-token, token-to-cls and cls-to-cls.
+
+Position parameters trained on one grid are fitted to another in one of two ways
+(:data:`POSITION_FITS`):
+
+- ``'stretch'``: resample bicubically, so the parameters span the new grid; every learned
+  offset (and the absolute embedding of every learned position) moves to a new scale;
+- ``'extend'``: keep each learned parameter where it was trained and give positions beyond
+  the trained range the parameter of the nearest trained one (a smaller grid keeps the part
+  it needs, unchanged).
 """
 
 from __future__ import annotations
@@ -14,6 +23,12 @@ import torch.nn.functional as F
 
 __all__ = [
     'NUM_CLS_ENTRIES',
+    'POSITION_FITS',
+    'extend_abs_pos_embed',
+    'extend_rel_pos_bias_table',
+    'fit_abs_pos_embed',
+    'fit_rel_pos_bias_table',
+    'parse_position_fit',
     'relative_position_index',
     'rel_pos_table_size',
     'rel_pos_grid_from_table_size',
@@ -24,6 +39,8 @@ __all__ = [
 Grid = tuple[int, int]
 
 NUM_CLS_ENTRIES = 3
+
+POSITION_FITS = ('stretch', 'extend')
 
 
 def rel_pos_table_size(grid: Grid) -> int:
@@ -130,3 +147,107 @@ def resize_abs_pos_embed(
     ).to(pos_embed.dtype)
     grid_tokens = grid_tokens.permute(0, 2, 3, 1).reshape(1, -1, channels)
     return torch.cat([prefix, grid_tokens], dim=1)
+
+
+def _nearest_trained(num_dst: int, num_src: int, shift: int) -> torch.Tensor:
+    """For each of ``num_dst`` positions, the trained position ``i - shift`` clamped to
+    ``[0, num_src)``: itself where it was trained, the nearest trained one beyond."""
+    return (torch.arange(num_dst) - shift).clamp_(0, num_src - 1)
+
+
+def extend_rel_pos_bias_table(table: torch.Tensor, src_grid: Grid, dst_grid: Grid) -> torch.Tensor:
+    """Fit a relative position bias table to another grid, keeping every learned offset.
+
+    An offset the table was trained on keeps its bias; a larger offset takes the bias of
+    the largest trained offset in its direction (row and column clamped separately); the
+    three cls entries are kept.
+
+    Args:
+        table: ``(rel_pos_table_size(src_grid), num_heads)``.
+        src_grid: grid the table was made for.
+        dst_grid: grid to fit it to.
+
+    Returns:
+        ``(rel_pos_table_size(dst_grid), num_heads)``.
+    """
+    if tuple(src_grid) == tuple(dst_grid):
+        return table
+    src_h, src_w = 2 * src_grid[0] - 1, 2 * src_grid[1] - 1
+    dst_h, dst_w = 2 * dst_grid[0] - 1, 2 * dst_grid[1] - 1
+    rows = _nearest_trained(dst_h, src_h, dst_grid[0] - src_grid[0]).to(table.device)
+    cols = _nearest_trained(dst_w, src_w, dst_grid[1] - src_grid[1]).to(table.device)
+    source = (rows[:, None] * src_w + cols[None, :]).flatten()
+    return torch.cat([table[source], table[-NUM_CLS_ENTRIES:]], dim=0)
+
+
+def extend_abs_pos_embed(
+    pos_embed: torch.Tensor, src_grid: Grid, dst_grid: Grid, num_prefix_tokens: int = 1
+) -> torch.Tensor:
+    """Fit an absolute position embedding to another grid, keeping every learned position.
+
+    Position ``(i, j)`` of the trained grid keeps its embedding; rows and columns beyond it
+    repeat the last trained row and column (a smaller grid keeps its top-left part).
+
+    Args:
+        pos_embed: ``(1, num_prefix_tokens + H*W, C)``.
+        src_grid: ``(H, W)`` of ``pos_embed``.
+        dst_grid: grid to fit it to.
+        num_prefix_tokens: leading tokens that carry no grid position.
+
+    Returns:
+        ``(1, num_prefix_tokens + H'*W', C)``.
+    """
+    if tuple(src_grid) == tuple(dst_grid):
+        return pos_embed
+    rows = _nearest_trained(dst_grid[0], src_grid[0], 0).to(pos_embed.device)
+    cols = _nearest_trained(dst_grid[1], src_grid[1], 0).to(pos_embed.device)
+    source = num_prefix_tokens + (rows[:, None] * src_grid[1] + cols[None, :]).flatten()
+    return torch.cat([pos_embed[:, :num_prefix_tokens], pos_embed[:, source]], dim=1)
+
+
+def _check_fit(fit: str) -> None:
+    if fit not in POSITION_FITS:
+        raise ValueError(f'position fit {fit!r} is not one of {POSITION_FITS}')
+
+
+def parse_position_fit(position_fit: str | dict) -> tuple[str, str]:
+    """``(relative, absolute)`` fits from one name for both or
+    ``dict(relative=..., absolute=...)`` (a missing key means ``'stretch'``).
+
+    Raises:
+        ValueError: an unknown key or fit.
+    """
+    if isinstance(position_fit, str):
+        fits = dict(relative=position_fit, absolute=position_fit)
+    elif isinstance(position_fit, dict):
+        unknown = set(position_fit) - {'relative', 'absolute'}
+        if unknown:
+            raise ValueError(f'position_fit keys are relative and absolute, got {sorted(unknown)}')
+        fits = {'relative': 'stretch', 'absolute': 'stretch', **position_fit}
+    else:
+        raise TypeError(f'position_fit must be a str or a dict, got {position_fit!r}')
+    for fit in fits.values():
+        _check_fit(fit)
+    return fits['relative'], fits['absolute']
+
+
+def fit_rel_pos_bias_table(
+    table: torch.Tensor, src_grid: Grid, dst_grid: Grid, fit: str = 'stretch'
+) -> torch.Tensor:
+    """:func:`resize_rel_pos_bias_table` (``'stretch'``) or
+    :func:`extend_rel_pos_bias_table` (``'extend'``)."""
+    _check_fit(fit)
+    if fit == 'extend':
+        return extend_rel_pos_bias_table(table, src_grid, dst_grid)
+    return resize_rel_pos_bias_table(table, src_grid, dst_grid)
+
+
+def fit_abs_pos_embed(
+    pos_embed: torch.Tensor, src_grid: Grid, dst_grid: Grid, fit: str = 'stretch'
+) -> torch.Tensor:
+    """:func:`resize_abs_pos_embed` (``'stretch'``) or :func:`extend_abs_pos_embed`
+    (``'extend'``), for one prefix (cls) token."""
+    _check_fit(fit)
+    if fit == 'extend':
+        return extend_abs_pos_embed(pos_embed, src_grid, dst_grid)
+    return resize_abs_pos_embed(pos_embed, src_grid, dst_grid)
