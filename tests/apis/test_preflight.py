@@ -58,7 +58,7 @@ def test_all_well_is_one_line(capsys, tmp_path, data_options):
     status, out, err = check(capsys, tmp_path, data_options)
     print(*out, sep='\n')
     assert status == 0 and err == []
-    assert out[-1].startswith(f'train.py: {QUICK}: ok: EncoderDecoder (MAEViT), ')
+    assert out[-1].startswith(f'train.py: {QUICK}: ok: BatchedSlideEncoderDecoder (MAEViT), ')
     assert (
         'ExactResumeIterBasedTrainLoop to 400 iterations; 4 training images, 1 validation'
         in (out[-1])
@@ -94,7 +94,9 @@ def test_ade20k_models_build_on_the_meta_device(name, millions):
     config = ROOT / f'configs/mae/mae-{name}_upernet_8xb2-amp-160k_ade20k-512x512.py'
     problems, summary = build_problems(load_config(str(config)))
     assert problems == []
-    assert summary.startswith(f'EncoderDecoder (MAEViT), {millions}M parameters; AdamW in ')
+    assert summary.startswith(
+        f'BatchedSlideEncoderDecoder (MAEViT), {millions}M parameters; AdamW in '
+    )
 
 
 def test_exact_resume_loop_needs_the_infinite_sampler(capsys, tmp_path, data_options):
