@@ -104,17 +104,23 @@ def format_complexity(complexity: Complexity, shape: tuple[int, int]) -> str:
         f'FLOPs: {complexity.flops / 1e9:.2f} G ({complexity.flops / 2e9:.2f} G multiply-adds, '
         "what mmseg's get_flops.py calls FLOPs)",
         f'  of which attention: {complexity.attention_flops / 1e9:.2f} G '
-        f'({complexity.attention_flops / max(complexity.flops, 1):.1%})',
+        f'({complexity.attention_flops / max(complexity.flops, 1):.1%}'
+        + (
+            f', {complexity.attention_flops / backbone:.1%} of the backbone)'
+            if (backbone := complexity.flops_by_module.get('backbone'))
+            else ')'
+        ),
         f'params: {complexity.params / 1e6:.2f} M',
         '{:<20} {:>12} {:>10}'.format('module', 'GFLOPs', 'M params'),
     ]
     for name in {**complexity.params_by_module, **complexity.flops_by_module}:
         flops = complexity.flops_by_module.get(name, 0)
         params = complexity.params_by_module.get(name, 0)
-        lines.append(f'{name:<20} {flops / 1e9:>12.2f} {params / 1e6:>10.2f}')
+        shown = f'{flops / 1e9:.2f}' if flops else '-'
+        lines.append(f'{name:<20} {shown:>12} {params / 1e6:>10.2f}')
     if complexity.flops_by_module.get(OTHER):
-        lines.append(f"{OTHER}: outside the children's module calls (the decode head of mmseg's")
-        lines.append('EncoderDecoder, whose forward it calls directly)')
+        lines.append(f"{OTHER}: outside the children's module calls, e.g. the decode head of")
+        lines.append("mmseg's EncoderDecoder, whose forward it calls directly")
     return '\n'.join(lines)
 
 
