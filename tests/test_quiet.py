@@ -33,9 +33,11 @@ class _Tiny(BaseModule):
 
 def test_init_weights_logs_one_summary_line(mm_log):
     _Tiny().init_weights()
-    assert [m for m in mm_log if 'initialised' in m] == [
-        '_Tiny: initialised 4 parameter tensors (0.00 M values); no log file'
-    ]
+    summaries = [m for m in mm_log if 'initialised' in m]
+    # Where the details go depends on whether an earlier run in this process left a log file.
+    assert len(summaries) == 1
+    assert summaries[0].startswith('_Tiny: initialised 4 parameter tensors (0.00 M values); ')
+    assert summaries[0].endswith(('no log file', '.log'))
     assert not [m for m in mm_log if 'first.weight' in m]  # no per-parameter lines
 
 

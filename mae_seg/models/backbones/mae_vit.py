@@ -128,6 +128,8 @@ class MAETransformerBlock(nn.Module):
 
 
 def _to_2tuple(img_size: int | Sequence[int]) -> tuple[int, int]:
+    """``img_size`` as mmseg's ``BEiT`` reads it: an int, or a sequence of 1 or 2 ints (else
+    the same ``AssertionError``); mmengine's ``to_2tuple`` would pass a 3-sequence through."""
     if isinstance(img_size, int):
         return (img_size, img_size)
     if isinstance(img_size, (tuple, list)):
