@@ -111,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f'train.py: error: {error}', file=sys.stderr)
         return 1
     if summary.world_size > 1:
-        print(summary, flush=True)
+        # One write: print() sends the text and the newline separately, and the lines of
+        # ranks sharing one unbuffered stdout could then run together.
+        sys.stdout.write(f'{summary}\n')
+        sys.stdout.flush()
     return 0
 
 
