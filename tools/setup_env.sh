@@ -77,7 +77,9 @@ if [[ -n $WHEELHOUSE ]]; then
   [[ -f $WHEELHOUSE/requirements.txt ]] \
     || fail "MAE_SEG_WHEELHOUSE=$WHEELHOUSE has no requirements.txt: fill it with --download-wheelhouse"
   WHEELHOUSE=$(cd "$WHEELHOUSE" && pwd)
-  PIP+=(--no-index --find-links "$WHEELHOUSE")
+  # As variables, not options: pip takes --no-index only after its subcommand, and the
+  # variables also reach the pip that fills an isolated build environment.
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS=$WHEELHOUSE
   echo "installing from $WHEELHOUSE only (no package index)"
 fi
 
@@ -168,9 +170,12 @@ fi
 
 step "mmengine, mmsegmentation, timm and mae_seg (editable, with tests)"
 if [[ -n $WHEELHOUSE ]]; then
-  "${PIP[@]}" install --no-deps -r "$WHEELHOUSE/requirements.txt" "$SETUPTOOLS_SPEC" \
+  "${PIP[@]}" install --no-deps -r "$WHEELHOUSE/requirements.txt" "$SETUPTOOLS_SPEC" wheel \
     || fail "could not install from $WHEELHOUSE"
-  "${PIP[@]}" install --no-deps -e "$ROOT" || fail "could not install mae_seg"
+  # Built with the venv's setuptools and wheel: an isolated build environment would not see
+  # the node's packages (wheel needs packaging), and the wheelhouse leaves those out.
+  "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT" \
+    || fail "could not install mae_seg"
 else
   "${PIP[@]}" install -e "$ROOT[tests]" "$SETUPTOOLS_SPEC" || fail "could not install mae_seg"
 fi
