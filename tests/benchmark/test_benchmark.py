@@ -102,6 +102,43 @@ def test_backbone_result_structure_and_ratios():
         assert name in report
 
 
+def test_compiled_maevit_is_timed_beside_the_others(monkeypatch):
+    compiled_calls = []
+    real_compile = torch.compile
+
+    def recording_compile(model, **kwargs):
+        compiled_calls.append((type(model).__name__, kwargs))
+        return real_compile(model, **kwargs)
+
+    monkeypatch.setattr(torch, 'compile', recording_compile)
+    options = tiny_options(cases=['infer-b1-fp32', 'train-b2-fp32'], compile='aot_eager')
+    result = run_benchmark(options, log=lambda line: None)
+    assert compiled_calls == [('MAEViT', dict(backend='aot_eager'))]  # once for the run
+    infer, train = result['cases']
+    assert list(infer['variants']) == ['mmseg', 'ours', 'ours_compiled']
+    assert list(train['variants']) == ['mmseg', 'ours', 'ours_cp', 'ours_compiled']
+    for entry in result['cases']:
+        check_ratios(entry, rounds=2)
+    assert 'MAEViT compiled' in format_report(result)
+    with pytest.raises(BenchmarkError, match='--compile is for --mode backbone'):
+        run_benchmark(tiny_options(mode='segmentor', compile='inductor'), log=lambda x: None)
+
+
+def test_a_compiled_step_runs_without_with_cp_after_a_with_cp_step():
+    from benchmarking.cases import Case
+    from benchmarking.steps import make_optimizer, training_step
+
+    workload = build_workload(WorkloadSpec('backbone', arch=TINY_ARCH, image_size=(32, 32)))
+    model = workload.build('ours')
+    compiled = torch.compile(model, backend='aot_eager')
+    optimizer = make_optimizer(model)
+    case = Case('train', 2, 'fp32')
+    training_step(workload, model, optimizer, case, with_cp=True)()
+    assert model.with_cp
+    training_step(workload, compiled, optimizer, case, with_cp=False)()
+    assert not model.with_cp
+
+
 def test_peak_memory_comes_from_child_processes():
     # 800 MB held here must not show in the children (ru_maxrss of a forked and exec'd
     # child would report this process's resident set as its own peak).

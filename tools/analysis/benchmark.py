@@ -67,6 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--image', help='image for whole-vs-slide, resized to --whole-vs-slide-size (random)'
     )
     parser.add_argument('--threads', type=int, help='torch.set_num_threads (default: torch)')
+    parser.add_argument(
+        '--compile',
+        nargs='?',
+        const='inductor',
+        metavar='BACKEND',
+        help='also time MAEViT under torch.compile (inductor; backbone mode; warm-up compiles)',
+    )
     parser.add_argument('--json', metavar='PATH', help="write the results as JSON ('-': stdout)")
     return parser.parse_args(argv)
 
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint=args.checkpoint,
         image=args.image,
         threads=args.threads,
+        compile=args.compile,
     )
     try:
         result = run_benchmark(options, log=lambda line: print(line, file=sys.stderr, flush=True))

@@ -19,6 +19,7 @@ VARIANT_LABELS = {
     'mmseg': "mmseg's MAE",
     'ours': 'MAEViT',
     'ours_cp': 'MAEViT with_cp',
+    'ours_compiled': 'MAEViT compiled',
 }
 
 
@@ -70,6 +71,8 @@ def select(names: list[str], patterns: list[str]) -> list[str]:
     return [name for name in names if any(fnmatch.fnmatch(name, p) for p in patterns)]
 
 
-def variants_for(case: Case) -> list[str]:
-    """mmseg's MAE and MAEViT; for training also MAEViT with activation checkpointing."""
-    return ['mmseg', 'ours', 'ours_cp'] if case.task == 'train' else ['mmseg', 'ours']
+def variants_for(case: Case, compiled: bool = False) -> list[str]:
+    """mmseg's MAE and MAEViT; for training also MAEViT with activation checkpointing;
+    with ``compiled``, MAEViT under ``torch.compile`` too."""
+    variants = ['mmseg', 'ours', 'ours_cp'] if case.task == 'train' else ['mmseg', 'ours']
+    return variants + ['ours_compiled'] if compiled else variants

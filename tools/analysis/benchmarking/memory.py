@@ -28,14 +28,17 @@ from .workloads import WorkloadSpec, build_workload
 __all__ = ['peak_memory']
 
 
-def peak_memory(spec: WorkloadSpec, case: Case, variant: str, threads: int) -> dict[str, float]:
+def peak_memory(
+    spec: WorkloadSpec, case: Case, variant: str, threads: int, backend: str = 'inductor'
+) -> dict[str, float]:
     """Peak memory in MiB of one ``case`` step of ``variant``, in a child process.
 
     Args:
         spec: the workload.
         case: the step to run.
-        variant: ``'mmseg'``, ``'ours'`` or ``'ours_cp'``.
+        variant: ``'mmseg'``, ``'ours'``, ``'ours_cp'`` or ``'ours_compiled'``.
         threads: ``torch.set_num_threads`` of the child.
+        backend: ``torch.compile`` backend of ``'ours_compiled'``.
 
     Returns:
         ``peak_mb``: the peak; ``base_mb``: the resident set before the model was built
@@ -49,6 +52,7 @@ def peak_memory(spec: WorkloadSpec, case: Case, variant: str, threads: int) -> d
         case=dataclasses.asdict(case),
         variant=variant,
         threads=threads,
+        backend=backend,
     )
     # The package lives beside tools/analysis/benchmark.py, not in site-packages.
     tools_dir = str(Path(__file__).resolve().parents[1])
@@ -94,12 +98,17 @@ def _measure(request: dict) -> dict[str, float]:
     base_mb = 0.0 if on_cuda else _rss_mb('VmRSS')
     workload = build_workload(spec)
     model = workload.build(variant)
+    compiled = variant == 'ours_compiled'
+    runner = torch.compile(model, backend=request['backend']) if compiled else model
     if case.task == 'infer':
-        step = inference_step(workload, model, case)
+        step = inference_step(workload, runner, case)
     else:
         optimizer = make_optimizer(model)
         _init_optimizer_state(model, optimizer)
-        step = training_step(workload, model, optimizer, case, with_cp=variant == 'ours_cp')
+        step = training_step(workload, runner, optimizer, case, with_cp=variant == 'ours_cp')
+    if compiled and on_cuda:
+        step()  # compiles; the peak that counts is that of a compiled step
+        torch.cuda.reset_peak_memory_stats()
     step()
     if on_cuda:
         torch.cuda.synchronize()

@@ -58,6 +58,9 @@ class BenchmarkOptions:
             ``whole_vs_slide_size`` (default: random pixels).
         threads: ``torch.set_num_threads`` (``None``: leave as it is).
         seed: seed of weights and inputs.
+        compile: also time MAEViT under ``torch.compile`` with this backend
+            (``'inductor'``, torch's default; backbone mode). Its warm-up steps include
+            the compilation.
     """
 
     mode: str = 'backbone'
@@ -76,6 +79,7 @@ class BenchmarkOptions:
     image: str | None = None
     threads: int | None = None
     seed: int = 0
+    compile: str | None = None
 
 
 def _check(options: BenchmarkOptions) -> None:
@@ -89,6 +93,8 @@ def _check(options: BenchmarkOptions) -> None:
         raise BenchmarkError(f'--arch {options.arch}: use one of {", ".join(ARCHS)}')
     if options.mode != 'segmentor' and (options.checkpoint or options.image):
         raise BenchmarkError('--checkpoint and --image are for --mode segmentor')
+    if options.compile and options.mode != 'backbone':
+        raise BenchmarkError('--compile is for --mode backbone')
     if any(side % 16 for side in options.image_size):
         # mmseg's MAE runs only at its img_size, in whole patches.
         raise BenchmarkError(f'--size {options.image_size}: use multiples of the patch size 16')
@@ -145,6 +151,8 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
     models = build_pair(workload, ['mmseg', 'ours'])
     if options.checkpoint:
         workload.load_weights(models, options.checkpoint)
+    # The same MAEViT, parameters and optimizer shared; compiled once for the whole run.
+    compiled = torch.compile(models['ours'], backend=options.compile) if options.compile else None
     arch = _vit_dims(workload.backbone(models['mmseg']))
     result = dict(
         options=dataclasses.asdict(options),
@@ -176,9 +184,9 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
                     options.device,
                     repeats=arch['layers'],
                 )
-            entry = _time_case(workload, models, case, gemm, options, synchronize)
+            entry = _time_case(workload, models, case, gemm, options, synchronize, compiled)
             if options.memory:
-                _measure_memory(entry, spec, case, log)
+                _measure_memory(entry, spec, case, log, options.compile)
             result['cases'].append(entry)
         if run_whole_vs_slide:
             height, width = options.whole_vs_slide_size
@@ -200,27 +208,33 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
     return result
 
 
-def _steps(workload, models: dict[str, nn.Module], case: Case) -> dict[str, Callable[[], None]]:
-    """One step per variant; MAEViT with and without ``with_cp`` share model and optimizer."""
+def _steps(
+    workload, models: dict[str, nn.Module], case: Case, compiled: nn.Module | None
+) -> dict[str, Callable[[], None]]:
+    """One step per variant; MAEViT with and without ``with_cp``, and compiled, share
+    parameters and optimizer."""
 
     def model_of(variant: str) -> str:
         return 'mmseg' if variant == 'mmseg' else 'ours'
 
-    variants = variants_for(case)
+    def runner(variant: str) -> nn.Module:
+        return compiled if variant == 'ours_compiled' else models[model_of(variant)]
+
+    variants = variants_for(case, compiled is not None)
     if case.task == 'infer':
-        return {v: inference_step(workload, models[model_of(v)], case) for v in variants}
+        return {v: inference_step(workload, runner(v), case) for v in variants}
     optimizers = {name: make_optimizer(model) for name, model in models.items()}
     return {
-        v: training_step(
-            workload, models[model_of(v)], optimizers[model_of(v)], case, v == 'ours_cp'
-        )
+        v: training_step(workload, runner(v), optimizers[model_of(v)], case, v == 'ours_cp')
         for v in variants
     }
 
 
-def _time_case(workload, models, case: Case, gemm: GemmStep | None, options, synchronize) -> dict:
+def _time_case(
+    workload, models, case: Case, gemm: GemmStep | None, options, synchronize, compiled=None
+) -> dict:
     """Times of every variant and of the GEMM reference, and the ratios between them."""
-    steps = _steps(workload, models, case)
+    steps = _steps(workload, models, case, compiled)
     variants = list(steps)
     if gemm is not None:
         steps['gemm'] = gemm
@@ -253,11 +267,20 @@ def _time_case(workload, models, case: Case, gemm: GemmStep | None, options, syn
     return entry
 
 
-def _measure_memory(entry: dict, spec: WorkloadSpec, case: Case, log) -> None:
+def _measure_memory(
+    entry: dict, spec: WorkloadSpec, case: Case, log, compile_backend: str | None = None
+) -> None:
     """Peak memory of each variant in a child process, and its ratio to mmseg's."""
     for variant, stats in entry['variants'].items():
+        if variant == 'ours_compiled' and spec.device != 'cuda':
+            # A CPU process's peak resident set would count the compiler's own memory.
+            stats['memory'] = None
+            continue
         log(f'{case.name}: peak memory of {variant}')
-        stats['memory'] = peak_memory(spec, case, variant, torch.get_num_threads())
+        stats['memory'] = peak_memory(
+            spec, case, variant, torch.get_num_threads(), backend=compile_backend or 'inductor'
+        )
     reference = entry['variants']['mmseg']['memory']['net_mb']
     for stats in entry['variants'].values():
-        stats['memory_ratio'] = stats['memory']['net_mb'] / reference
+        if stats['memory']:
+            stats['memory_ratio'] = stats['memory']['net_mb'] / reference

@@ -67,6 +67,8 @@ def training_step(
     inputs = workload.inputs(case.batch)
     device = workload.spec.device
     backbone = workload.backbone(model)
+    # A compiled model wraps the module whose with_cp is switched.
+    backbone = getattr(backbone, '_orig_mod', backbone)
     use_scaler = device == 'cuda' and case.precision == 'amp'
     scaler = torch.amp.GradScaler('cuda') if use_scaler else None
 
