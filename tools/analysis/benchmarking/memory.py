@@ -29,7 +29,7 @@ __all__ = ['peak_memory']
 
 
 def peak_memory(
-    spec: WorkloadSpec, case: Case, variant: str, threads: int, backend: str = 'inductor'
+    spec: WorkloadSpec, case: Case, variant: str, threads: int, backend: str | None = None
 ) -> dict[str, float]:
     """Peak memory in MiB of one ``case`` step of ``variant``, in a child process.
 

@@ -278,7 +278,7 @@ def _measure_memory(
             continue
         log(f'{case.name}: peak memory of {variant}')
         stats['memory'] = peak_memory(
-            spec, case, variant, torch.get_num_threads(), backend=compile_backend or 'inductor'
+            spec, case, variant, torch.get_num_threads(), backend=compile_backend
         )
     reference = entry['variants']['mmseg']['memory']['net_mb']
     for stats in entry['variants'].values():
