@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             names = quick_start.make_folder_dataset(
                 args.root, args.num_train, args.num_val, args.short_side, progress=bar.update
             )
-        print(f'wrote {args.num_train} training and {args.num_val} validation images to {args.root}')
+        print(
+            f'wrote {args.num_train} training and {args.num_val} validation images to {args.root}'
+        )
         if args.plant_faults:
             for fault, path in quick_start.plant_faults(args.root, names).items():
                 print(f'planted {fault}: {path}')

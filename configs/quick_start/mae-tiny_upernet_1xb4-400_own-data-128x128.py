@@ -51,6 +51,8 @@ train_dataloader = dict(
 val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 4)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+default_hooks = dict(
+    logger=dict(interval=20), checkpoint=dict(interval=max_iters, max_keep_ckpts=1)
+)
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)

@@ -104,7 +104,7 @@ def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
             raise ConfigError(f'{key}: no {suffix} images found in {where}; {hint}')
         problems = sampled_split_problems(cfg, key)
         if problems:
-            raise ConfigError(problems_line(cfg, key, problems))
+            raise ConfigError(problems_line(key, problems))
 
 
 def check_run_inputs(cfg: Config, training: bool) -> None:

@@ -79,11 +79,7 @@ class SplitReport:
         """Classes of the list that no checked pixel carries."""
         if self.class_pixels is None or not self.source.classes:
             return []
-        return [
-            name
-            for name, count in zip(self.source.classes, self.class_pixels)
-            if count == 0
-        ]
+        return [name for name, count in zip(self.source.classes, self.class_pixels) if count == 0]
 
 
 def _heads(model_cfg: dict) -> list[tuple[str, dict]]:
@@ -133,6 +129,7 @@ def _label_rules(cfg: Config, dataset) -> LabelRules:
         reduce_zero_label=bool(getattr(dataset, 'reduce_zero_label', False)),
         ignore_index=int(head.get('ignore_index', 255)),
         label_map=getattr(dataset, 'label_map', None),
+        listed_classes=len(classes) if (classes := dataset.metainfo.get('classes')) else None,
     )
 
 
@@ -290,8 +287,12 @@ def class_count_problems(cfg: Config, key: str) -> list[Problem]:
     if len(set(counts.values())) > 1:
         listed = ', '.join(f'{name}.num_classes={count}' for name, count in counts.items())
         problems.append(
-            Problem('num-classes', 'config', f'the heads disagree: {listed}',
-                    'give every head the same num_classes')
+            Problem(
+                'num-classes',
+                'config',
+                f'the heads disagree: {listed}',
+                'give every head the same num_classes',
+            )
         )
     classes = _lazy_dataset(cfg, key).metainfo.get('classes')
     count = _decode_head(cfg).get('num_classes')
@@ -315,13 +316,16 @@ def sampled_split_problems(cfg: Config, key: str, sample: int = SAMPLE_SIZE) -> 
     return report.problems + class_count_problems(cfg, key)
 
 
-def problems_line(cfg: Config, key: str, problems: list[Problem]) -> str:
+def problems_line(key: str, problems: list[Problem]) -> str:
     """The first problem of a split as one line, with where to see the others."""
     line = f'{key}: {problems[0]}'
-    if len(problems) > 1:
-        config = getattr(cfg, 'filename', None) or 'CONFIG'
+    out_of_range = [problem for problem in problems if problem.labels]
+    if len(out_of_range) > 1:
+        labels = sorted({label for problem in out_of_range for label in problem.labels})
         line += (
-            f' ({len(problems) - 1} more problems; all of them: '
-            f'python tools/analysis/check_dataset.py {config})'
+            f'; labels {", ".join(map(str, labels))} are out of range in '
+            f'{len(out_of_range)} annotations'
         )
+    if len(problems) > 1:
+        line += f' ({len(problems) - 1} more; tools/analysis/check_dataset.py lists them all)'
     return line

@@ -38,9 +38,7 @@ def _size_range(report: SplitReport) -> str:
     if not sizes:
         return 'no readable image'
     widths, heights = zip(*sizes)
-    return (
-        f'images {min(widths)}-{max(widths)} wide, {min(heights)}-{max(heights)} high (pixels)'
-    )
+    return f'images {min(widths)}-{max(widths)} wide, {min(heights)}-{max(heights)} high (pixels)'
 
 
 def split_summary(report: SplitReport) -> list[str]:
@@ -61,14 +59,15 @@ def split_summary(report: SplitReport) -> list[str]:
     if pixels is None or not report.checked:
         return lines
     names = source.classes or tuple(str(index) for index in range(len(pixels)))
-    total = max(int(pixels.sum()) + report.ignored_pixels, 1)
+    labelled = max(int(pixels.sum()), 1)
     width = max(len('class'), *(len(str(name)) for name in names))
-    lines.append(f'  {"label":>5}  {"class":<{width}}  {"pixels":>12}  {"share":>7}')
+    lines.append(f'  {"label":>5}  {"class":<{width}}  {"pixels":>12}  share of labelled pixels')
     for label, (name, count) in enumerate(zip(names, pixels)):
-        lines.append(f'  {label:>5}  {name:<{width}}  {int(count):>12}  {count / total:>7.2%}')
+        lines.append(f'  {label:>5}  {name:<{width}}  {int(count):>12}  {count / labelled:>7.2%}')
+    ignored_share = report.ignored_pixels / max(labelled + report.ignored_pixels, 1)
     lines.append(
         f'  {source.rules.ignore_index:>5}  {"(ignored)":<{width}}  '
-        f'{report.ignored_pixels:>12}  {report.ignored_pixels / total:>7.2%}'
+        f'{report.ignored_pixels:>12}  ({ignored_share:.2%} of all pixels)'
     )
     if report.absent_classes:
         lines.append(f'  classes that never occur: {", ".join(report.absent_classes)}')

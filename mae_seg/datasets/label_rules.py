@@ -28,18 +28,21 @@ class LabelRules:
         reduce_zero_label: the data set's ``reduce_zero_label``.
         ignore_index: the label the loss skips (the decode head's ``ignore_index``).
         label_map: the data set's ``label_map`` (old label -> new label), or None.
+        listed_classes: how many classes the data set's ``metainfo`` lists (None: no list).
     """
 
     num_classes: int | None
     reduce_zero_label: bool = False
     ignore_index: int = 255
     label_map: dict[int, int] | None = None
+    listed_classes: int | None = None  # length of the data set's class list, if it has one
 
     def lookup(self) -> np.ndarray:
         """``(256,)`` int64: the training label of each ``uint8`` annotation value."""
         labels = np.arange(256, dtype=np.int64)
         if self.reduce_zero_label:
-            labels = np.where(labels == 0, 255, labels - 1)
+            # 0 and 255 both end as 255 (mmseg maps 0 to 255, subtracts 1, then 254 to 255).
+            labels = np.where((labels == 0) | (labels == 255), 255, labels - 1)
         if self.label_map:
             mapped = labels.copy()
             for old, new in self.label_map.items():
@@ -58,12 +61,12 @@ class LabelRules:
 
     def describe(self) -> str:
         """The settings a label range message depends on, as the config names them."""
-        text = f'num_classes={self.num_classes}'
+        text = f'num_classes={self.num_classes} (ignore_index={self.ignore_index}'
         if self.reduce_zero_label:
-            text += ', reduce_zero_label=True (0 -> 255, others -1)'
+            text += '; reduce_zero_label: 0 -> 255, others -1'
         if self.label_map:
-            text += ', label_map from metainfo classes'
-        return f'{text}, ignore_index={self.ignore_index}'
+            text += '; label_map of the metainfo classes'
+        return f'{text})'
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Problem:
     path: str
     found: str
     fix: str
+    labels: tuple[int, ...] = ()  # the invalid labels, for 'label-out-of-range'
 
     def __str__(self) -> str:
         return f'{self.path}: {self.found}; {self.fix}'
@@ -101,6 +105,23 @@ def _channel_problem(facts: PairFacts) -> Problem | None:
     )
 
 
+def _range_fix(largest: int, has_zero: bool, rules: LabelRules) -> str:
+    """What to change when labels up to ``largest`` meet ``rules``."""
+    listed, count = rules.listed_classes, rules.num_classes or 0
+    if listed and listed > count and largest < listed:
+        fix = f'set num_classes={listed} in every head (the data set lists {listed} classes)'
+    elif listed and largest >= listed:
+        fix = (
+            f'fix the annotation (the data set lists {listed} classes: labels 0-{listed - 1}, '
+            f'{rules.ignore_index} ignored) or add classes to the list and num_classes'
+        )
+    else:
+        fix = f'set num_classes to at least {largest + 1} in every head, or fix the annotation'
+    if not rules.reduce_zero_label and has_zero and largest == count:
+        fix += '; if 0 marks unlabelled pixels, set reduce_zero_label=True'
+    return fix
+
+
 def _range_problems(facts: PairFacts, rules: LabelRules) -> list[Problem]:
     problems = []
     if facts.values.size and facts.values.max() > 255:
@@ -117,15 +138,7 @@ def _range_problems(facts: PairFacts, rules: LabelRules) -> list[Problem]:
     labels = rules.labels_of(facts.values)
     bad = ~rules.is_valid(labels)
     if bad.any():
-        suggestion = int(labels[bad].max()) + 1
-        fix = (
-            f'set num_classes to at least {suggestion} (decode and auxiliary heads) and '
-            'list that many classes, or fix the annotation'
-        )
-        if not rules.reduce_zero_label and 0 in facts.values and suggestion == (
-            (rules.num_classes or 0) + 1
-        ):
-            fix += '; if 0 marks unlabelled pixels, set reduce_zero_label=True'
+        fix = _range_fix(int(labels[bad].max()), 0 in facts.values, rules)
         problems.append(
             Problem(
                 'label-out-of-range',
@@ -133,6 +146,7 @@ def _range_problems(facts: PairFacts, rules: LabelRules) -> list[Problem]:
                 f'annotation values {_values_text(facts.values[bad])} become labels '
                 f'{_values_text(np.unique(labels[bad]))}, outside {rules.describe()}',
                 fix,
+                labels=tuple(int(label) for label in np.unique(labels[bad])),
             )
         )
     return problems

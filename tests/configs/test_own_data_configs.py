@@ -54,7 +54,7 @@ def test_editing_the_class_list_once_changes_num_classes_everywhere(tmp_path):
     text = base.read_text()
     edited = text.replace(
         "classes = ('background', 'foreground')", "classes = ('sky', 'road', 'car', 'person')"
-    ).replace('palette = [[0, 0, 0], [220, 20, 60]]', 'palette = None')
+    ).replace('palette = [[0, 0, 0], [220, 20, 60]]', 'palette = []')
     edited = edited.replace('ignore_index = 255', 'ignore_index = 254')
     assert edited != text
     base.write_text(edited)
@@ -66,7 +66,9 @@ def test_editing_the_class_list_once_changes_num_classes_everywhere(tmp_path):
 
 def test_ade20k_recipe_still_reads_as_before():
     """Its model and schedule now come from the data-less base: same values as published."""
-    cfg = Config.fromfile(str(ROOT / 'configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'))
+    cfg = Config.fromfile(
+        str(ROOT / 'configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py')
+    )
     assert [head.num_classes for head in heads(cfg)] == [150, 150]
     assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'
     assert cfg.train_dataloader.batch_size == 2

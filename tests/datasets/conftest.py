@@ -19,7 +19,10 @@ def write_pair(root: Path, split: str, name: str, labels: np.ndarray, mode: str 
     (root / 'images' / split).mkdir(parents=True, exist_ok=True)
     (root / 'annotations' / split).mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(root / 'images' / split / f'{name}.png')
-    annotation = Image.fromarray(labels) if mode is None else Image.fromarray(labels, mode)
+    # Pillow infers 'L', 'I;16' and 'RGB' from the array; 'LA', 'RGBA' and 'P' are asked for.
+    annotation = (
+        Image.fromarray(labels) if mode in (None, 'I;16', 'RGB') else Image.fromarray(labels, mode)
+    )
     path = root / 'annotations' / split / f'{name}.png'
     annotation.save(path)
     return path

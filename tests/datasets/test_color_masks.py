@@ -118,7 +118,12 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, indices, capsys):
     rgb = classes.colours[indices].copy()
     rgb[1, 1] = (9, 9, 9)
     Image.fromarray(rgb).save(tmp_path / 'rgb/a.png')
-    argv = [str(tmp_path / 'rgb'), str(tmp_path / 'out'), '--colours', str(tmp_path / 'labelmap.txt')]
+    argv = [
+        str(tmp_path / 'rgb'),
+        str(tmp_path / 'out'),
+        '--colours',
+        str(tmp_path / 'labelmap.txt'),
+    ]
     assert tool.main(argv) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (

@@ -28,7 +28,7 @@ data_root = {data_root!r}
 classes = {classes!r}
 model = dict(pretrained=None, decode_head=dict(num_classes=5), auxiliary_head=dict(num_classes=5))
 folder = dict(data_root=data_root, img_suffix='.jpg', reduce_zero_label=True,
-              metainfo=dict(classes=classes, palette=None))
+              metainfo=dict(classes=classes, palette=[]))
 train_dataloader = dict(dataset=folder)
 val_dataloader = dict(dataset=folder)
 test_dataloader = val_dataloader
@@ -100,7 +100,12 @@ def test_missing_config_and_data_root_are_one_line(tmp_path, capsys):
     [line] = error_lines(capsys.readouterr(), 'check_dataset.py')
     assert line.endswith('none.py does not exist')
     config, _ = folder_config(tmp_path)
-    assert tool.main([str(config), '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/x']) == 2
+    assert (
+        tool.main(
+            [str(config), '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/x']
+        )
+        == 2
+    )
     [line] = error_lines(capsys.readouterr(), 'check_dataset.py')
     assert 'train_dataloader: ' in line and 'does not exist' in line
 
@@ -116,23 +121,33 @@ def quick_options(data_root, *extra):
     return ['--cfg-options', *options, 'model.pretrained=None', *extra]
 
 
-def assert_one_error_line(captured, tool):
+def assert_error_lines(captured, tool, count=1):
+    """``count`` lines on stderr (one per dataloader checked), each a whole problem."""
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith(f'{tool}: error: ') and 'Traceback' not in captured.out
-    return lines[0]
+    assert len(lines) == count, captured.err
+    assert all(line.startswith(f'{tool}: error: ') for line in lines)
+    assert 'Traceback' not in captured.out + captured.err
+    return lines
 
 
 def test_train_check_names_labels_beyond_num_classes(shapes_root, capsys):
     """The issue's row: 3 classes on 5-class data trained to 'Target 3 is out of bounds'."""
-    argv = [str(QUICK), '--check', *quick_options(
-        shapes_root, 'model.decode_head.num_classes=3', 'model.auxiliary_head.num_classes=3'
-    )]
+    argv = [
+        str(QUICK),
+        '--check',
+        *quick_options(
+            shapes_root, 'model.decode_head.num_classes=3', 'model.auxiliary_head.num_classes=3'
+        ),
+    ]
     assert load_tool('train.py').main(argv) == 2
-    line = assert_one_error_line(capsys.readouterr(), 'train.py')
-    assert line.startswith(f'train.py: error: train_dataloader: {shapes_root}/annotations/training/')
-    assert 'become labels 3' in line and 'outside num_classes=3' in line
-    assert 'set num_classes to at least' in line
+    line, val_line = assert_error_lines(capsys.readouterr(), 'train.py', count=2)
+    assert val_line.startswith('train.py: error: val_dataloader: ')
+    assert line.startswith(
+        f'train.py: error: train_dataloader: {shapes_root}/annotations/training/'
+    )
+    assert 'outside num_classes=3' in line
+    assert 'labels 3, 4 are out of range in ' in line
+    assert 'set num_classes=5 in every head (the data set lists 5 classes)' in line
 
 
 @pytest.fixture
@@ -147,11 +162,16 @@ def rgb_shapes_root(tmp_path):
 def test_rgb_annotations_stop_train_check_and_test(rgb_shapes_root, tmp_path, capsys):
     """The issue's row: index masks re-saved as 3-channel RGB."""
     assert load_tool('train.py').main([str(QUICK), '--check', *quick_options(rgb_shapes_root)]) == 2
-    line = assert_one_error_line(capsys.readouterr(), 'train.py')
-    assert "annotation mode 'RGB' has 3 channels" in line
+    for line in assert_error_lines(capsys.readouterr(), 'train.py', count=2):
+        assert "annotation mode 'RGB' has 3 channels" in line
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'')  # read only after the data check
-    assert load_tool('test.py').main([str(QUICK), str(checkpoint), *quick_options(rgb_shapes_root)]) == 2
-    line = assert_one_error_line(capsys.readouterr(), 'test.py')
-    assert line.startswith(f'test.py: error: test_dataloader: {rgb_shapes_root}/annotations/validation/')
+    assert (
+        load_tool('test.py').main([str(QUICK), str(checkpoint), *quick_options(rgb_shapes_root)])
+        == 2
+    )
+    [line] = assert_error_lines(capsys.readouterr(), 'test.py')
+    assert line.startswith(
+        f'test.py: error: test_dataloader: {rgb_shapes_root}/annotations/validation/'
+    )
     assert "save one of them as a one-channel ('L') PNG" in line

@@ -1,7 +1,8 @@
 """Check a config's data sets before training: every pair, label and size, in one pass.
 
 Examples:
-    python tools/analysis/check_dataset.py configs/mae/mae-base_upernet_8xb2-amp-160k_own-data-512x512.py
+    python tools/analysis/check_dataset.py \
+        configs/mae/mae-base_upernet_8xb2-amp-160k_own-data-512x512.py
     python tools/analysis/check_dataset.py CONFIG --out-dir work_dirs/data_check \\
         --cfg-options train_dataloader.dataset.data_root=data/my_set
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in report.written:
         print(f'wrote {path}')
     if report.problems:
-        print(f'{len(report.problems)} problems found', file=sys.stderr)
+        print(f'{len(report.problems)} problems found')
         return 2
     print('no problems found')
     return 0

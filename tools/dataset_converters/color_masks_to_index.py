@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for unknown in report.unknown:
         if args.unknown_index is None:
-            print(f'color_masks_to_index.py: error: {unknown}; add it to {args.colours} or '
-                  'pass --unknown-index 255', file=sys.stderr)
+            print(
+                f'color_masks_to_index.py: error: {unknown}; add it to {args.colours} or '
+                'pass --unknown-index 255',
+                file=sys.stderr,
+            )
         else:
             print(f'color_masks_to_index.py: {unknown}: given index {args.unknown_index}')
     print(

@@ -1,5 +1,5 @@
-"""The quick start's pieces, beside ``tools/quick_start.py``: a shapes data set (ADE20K or own-data folder layout), a tiny MAE
-checkpoint, the report and its training curves."""
+"""The quick start's pieces, beside ``tools/quick_start.py``: a shapes data set (ADE20K or
+own-data folder layout), a tiny MAE checkpoint, the report and its training curves."""
 
 from .curves import plot_training_curves, read_scalars
 from .folder_dataset import FOLDER_CLASSES, make_folder_dataset, plant_faults

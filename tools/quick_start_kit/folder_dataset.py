@@ -25,9 +25,7 @@ FOLDER_CLASSES = ('background', 'square', 'disc', 'triangle', 'cross')
 OUT_OF_RANGE_VALUE = 9
 
 
-def _write_split(
-    root: Path, split: str, count: int, short_side: int, rng, progress
-) -> list[str]:
+def _write_split(root: Path, split: str, count: int, short_side: int, rng, progress) -> list[str]:
     image_dir, label_dir = root / 'images' / split, root / 'annotations' / split
     image_dir.mkdir(parents=True, exist_ok=True)
     label_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@
 # model configs take num_classes and ignore_index from this file (docs/own_data.md).
 data_root = 'data/own_data'
 classes = ('background', 'foreground')
-palette = [[0, 0, 0], [220, 20, 60]]  # one (r, g, b) per class, for visualisation
+palette = [[0, 0, 0], [220, 20, 60]]  # one (r, g, b) per class; [] for random colours
 # False: annotation value k is class k. True (ADE20K's convention): 0 marks unlabelled pixels,
 # which become 255, and value k is class k-1.
 reduce_zero_label = False
