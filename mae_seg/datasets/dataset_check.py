@@ -27,9 +27,9 @@ __all__ = [
     'SplitReport',
     'SplitSource',
     'check_split',
-    'class_count_problems',
     'problems_line',
     'sampled_split_problems',
+    'shared_setting_problems',
     'split_source',
 ]
 
@@ -279,41 +279,96 @@ def check_split(
     return report
 
 
-def class_count_problems(cfg: Config, key: str) -> list[Problem]:
-    """The data set's class list and the heads' ``num_classes`` agree (no file is read)."""
+def _setting_problem(kind: str, found: str, fix: str) -> Problem:
+    return Problem(kind, 'config', found, fix)
+
+
+def _ignore_index_problems(cfg: Config) -> list[Problem]:
+    """The heads' loss and the evaluators skip the same label (mmseg's default: 255 each)."""
+    skipped = {
+        f'{name}.ignore_index': head.get('ignore_index', 255)
+        for name, head in _heads(cfg.get('model') or {})
+    }
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluators = cfg.get(key) or []
+        for index, evaluator in enumerate(
+            evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]
+        ):
+            if evaluator.get('type') == 'IoUMetric':
+                where = key if isinstance(cfg.get(key), dict) else f'{key}[{index}]'
+                skipped[f'{where}.ignore_index'] = evaluator.get('ignore_index', 255)
+    if len(set(skipped.values())) <= 1:
+        return []
+    listed = ', '.join(f'{name}={value}' for name, value in skipped.items())
+    return [
+        _setting_problem(
+            'ignore-index',
+            f'the loss and the metric skip different labels: {listed}',
+            'give every head and IoUMetric the same ignore_index',
+        )
+    ]
+
+
+def _reduce_zero_label_problem(cfg: Config, key: str, dataset) -> list[Problem]:
+    """mmseg asserts mid-run when LoadAnnotations and the data set disagree on it."""
+    pipeline = _leaf_dataset_cfg(cfg[key]['dataset']).get('pipeline') or []
+    for step in pipeline:
+        if not isinstance(step, dict) or step.get('type') != 'LoadAnnotations':
+            continue
+        value = step.get('reduce_zero_label')
+        if value is not None and bool(value) != bool(dataset.reduce_zero_label):
+            return [
+                _setting_problem(
+                    'reduce-zero-label',
+                    f'{key}: LoadAnnotations has reduce_zero_label={value} but the data set '
+                    f'{dataset.reduce_zero_label}',
+                    'set it once, on the data set, and drop it from LoadAnnotations',
+                )
+            ]
+    return []
+
+
+def shared_setting_problems(cfg: Config, key: str) -> list[Problem]:
+    """The settings a data set and the model must share agree (no file is read).
+
+    The data set's class list and every head's ``num_classes``; the label skipped by the
+    heads' loss and by ``IoUMetric``; ``reduce_zero_label`` of the data set and of its
+    ``LoadAnnotations``.
+    """
     problems = []
-    heads = _heads(cfg.get('model') or {})
-    counts = {name: head.get('num_classes') for name, head in heads}
+    counts = {
+        f'{name}.num_classes': head.get('num_classes')
+        for name, head in _heads(cfg.get('model') or {})
+    }
     if len(set(counts.values())) > 1:
-        listed = ', '.join(f'{name}.num_classes={count}' for name, count in counts.items())
+        listed = ', '.join(f'{name}={count}' for name, count in counts.items())
         problems.append(
-            Problem(
+            _setting_problem(
                 'num-classes',
-                'config',
                 f'the heads disagree: {listed}',
                 'give every head the same num_classes',
             )
         )
-    classes = _lazy_dataset(cfg, key).metainfo.get('classes')
+    dataset = _lazy_dataset(cfg, key)
+    classes = dataset.metainfo.get('classes')
     count = _decode_head(cfg).get('num_classes')
     if classes and count is not None and len(classes) != count:
         problems.append(
-            Problem(
+            _setting_problem(
                 'num-classes',
-                'config',
                 f'{key}.dataset lists {len(classes)} classes but '
                 f'model.decode_head.num_classes={count}',
                 f'set num_classes={len(classes)} in every head, or change the class list',
             )
         )
-    return problems
+    return problems + _ignore_index_problems(cfg) + _reduce_zero_label_problem(cfg, key, dataset)
 
 
 def sampled_split_problems(cfg: Config, key: str, sample: int = SAMPLE_SIZE) -> list[Problem]:
     """The quick version for ``--check``: every pair's annotation exists, a sample is read."""
     source = split_source(cfg, key)
     report = check_split(source, sample=sample)
-    return report.problems + class_count_problems(cfg, key)
+    return report.problems + shared_setting_problems(cfg, key)
 
 
 def problems_line(key: str, problems: list[Problem]) -> str:

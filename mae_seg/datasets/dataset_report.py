@@ -14,7 +14,7 @@ from .dataset_check import (
     SPLIT_KEYS,
     SplitReport,
     check_split,
-    class_count_problems,
+    shared_setting_problems,
     split_source,
 )
 from .dataset_figures import plot_class_pixels, write_overlays
@@ -122,7 +122,7 @@ def check_dataset(
         result.lines += split_summary(report)
         result.problems += report.problems
         if len(result.splits) == 1:  # the model's settings, named once
-            result.problems += class_count_problems(cfg, key)
+            result.problems += shared_setting_problems(cfg, key)
         if out_dir is not None:
             result.written += _write_figures(report, Path(out_dir))
     if out_dir is not None and result.problems:

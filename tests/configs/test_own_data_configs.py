@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
 import mae_seg  # noqa: F401 - resolves mmseg:: bases without pkg_resources
-from mae_seg.datasets.dataset_check import class_count_problems
+from mae_seg.datasets.dataset_check import shared_setting_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / 'configs/_base_/mae-base_upernet_amp-160k.py'
@@ -43,7 +43,7 @@ def test_own_data_config_takes_every_class_setting_from_the_data_set_base(config
         assert dataset.reduce_zero_label is cfg.reduce_zero_label
         assert dataset.ignore_index == cfg.ignore_index
     assert cfg.val_evaluator.ignore_index == cfg.ignore_index
-    assert class_count_problems(cfg, 'train_dataloader') == []
+    assert shared_setting_problems(cfg, 'train_dataloader') == []
 
 
 def test_editing_the_class_list_once_changes_num_classes_everywhere(tmp_path):
@@ -99,8 +99,8 @@ def test_mmseg_data_set_bases_compose_with_our_recipe(
     assert cfg.optim_wrapper.constructor == 'MAELayerDecayOptimizerConstructor'
     classes = DATASETS.get(dataset_type).METAINFO['classes']
     assert len(classes) == num_classes
-    assert class_count_problems(cfg, 'train_dataloader') == []
+    assert shared_setting_problems(cfg, 'train_dataloader') == []
     # The check would catch a composed config that forgot the class count.
     cfg.model.decode_head.num_classes = cfg.model.auxiliary_head.num_classes = 150
-    [problem] = class_count_problems(cfg, 'train_dataloader')
+    [problem] = shared_setting_problems(cfg, 'train_dataloader')
     assert f'lists {num_classes} classes but model.decode_head.num_classes=150' in str(problem)

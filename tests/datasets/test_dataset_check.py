@@ -13,8 +13,8 @@ from PIL import Image
 from mae_seg.apis import ConfigError, check_datasets
 from mae_seg.datasets.dataset_check import (
     check_split,
-    class_count_problems,
     sampled_split_problems,
+    shared_setting_problems,
     split_source,
 )
 from mae_seg.datasets.label_rules import LabelRules
@@ -253,13 +253,13 @@ def test_exif_rotated_image_is_sized_as_the_loader_reads_it(tmp_path, labels_3x)
 def test_class_list_and_heads_must_agree(tmp_path, labels_3x):
     write_pair(tmp_path, 'train', 'a', labels_3x)
     cfg = folder_config(tmp_path, num_classes=3)
-    assert class_count_problems(cfg, 'train_dataloader') == []
+    assert shared_setting_problems(cfg, 'train_dataloader') == []
     cfg.model.auxiliary_head.num_classes = 4
-    [problem] = class_count_problems(cfg, 'train_dataloader')
+    [problem] = shared_setting_problems(cfg, 'train_dataloader')
     assert 'model.decode_head.num_classes=3, model.auxiliary_head.num_classes=4' in str(problem)
     cfg.model.auxiliary_head.num_classes = 3
     cfg.train_dataloader.dataset.metainfo = dict(classes=('a', 'b'))
-    [problem] = class_count_problems(cfg, 'train_dataloader')
+    [problem] = shared_setting_problems(cfg, 'train_dataloader')
     assert 'lists 2 classes but model.decode_head.num_classes=3' in str(problem)
 
 
@@ -288,3 +288,44 @@ def test_check_datasets_raises_one_line_with_the_first_problem(tmp_path, labels_
     assert '\n' not in message
     assert message.startswith('train_dataloader: ') and 'become labels 5' in message
     assert message.endswith('(3 more; tools/analysis/check_dataset.py lists them all)')
+
+
+def test_loss_and_metric_must_skip_the_same_label(tmp_path, labels_3x):
+    write_pair(tmp_path, 'train', 'a', labels_3x)
+    cfg = folder_config(tmp_path)
+    cfg.val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+    assert shared_setting_problems(cfg, 'train_dataloader') == []
+    cfg.model.decode_head.ignore_index = 0
+    [problem] = shared_setting_problems(cfg, 'train_dataloader')
+    assert problem.kind == 'ignore-index'
+    assert 'model.decode_head.ignore_index=0, model.auxiliary_head.ignore_index=255, ' in str(
+        problem
+    )
+    assert 'val_evaluator.ignore_index=255' in str(problem)
+
+
+def test_reduce_zero_label_set_twice_must_agree(tmp_path, labels_3x):
+    """mmseg's LoadAnnotations asserts mid-run when it disagrees with the data set."""
+    write_pair(tmp_path, 'train', 'a', labels_3x)
+    cfg = folder_config(tmp_path)
+    cfg.train_dataloader.dataset.pipeline[1]['reduce_zero_label'] = False
+    assert shared_setting_problems(cfg, 'train_dataloader') == []
+    cfg.train_dataloader.dataset.pipeline[1]['reduce_zero_label'] = True
+    [problem] = shared_setting_problems(cfg, 'train_dataloader')
+    assert str(problem).startswith(
+        'config: train_dataloader: LoadAnnotations has reduce_zero_label=True but the data set '
+        'False; set it once'
+    )
+
+
+def test_check_dataset_names_an_empty_split(tmp_path, labels_3x):
+    from mae_seg.datasets.dataset_report import check_dataset
+
+    write_pair(tmp_path, 'train', 'a', labels_3x)
+    (tmp_path / 'images' / 'val').mkdir()
+    (tmp_path / 'annotations' / 'val').mkdir()
+    report = check_dataset(folder_config(tmp_path), workers=1)
+    assert [str(problem) for problem in report.problems] == [
+        'val_dataloader: no images found; check data_root, data_prefix.img_path and img_suffix'
+    ]
+    assert len(report.splits) == 1 and report.splits[0].checked == 1
