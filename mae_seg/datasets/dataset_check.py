@@ -69,7 +69,7 @@ class SplitReport:
     source: SplitSource
     checked: int
     problems: list[Problem] = field(default_factory=list)
-    # Pixels per training label (num_classes entries), ignored and invalid pixels.
+    # Pixels of each label below num_classes, and pixels at ignore_index.
     class_pixels: np.ndarray | None = None
     ignored_pixels: int = 0
     facts: list[PairFacts] = field(default_factory=list)
@@ -103,8 +103,7 @@ def _decode_head(cfg: Config) -> dict:
 def _leaf_dataset_cfg(dataset_cfg: dict) -> dict:
     """The data set inside ``RepeatDataset`` / ``ConcatDataset`` style wrappers (the first)."""
     while 'dataset' in dataset_cfg or 'datasets' in dataset_cfg:
-        inner = dataset_cfg.get('dataset') or dataset_cfg['datasets'][0]
-        dataset_cfg = inner
+        dataset_cfg = dataset_cfg.get('dataset') or dataset_cfg['datasets'][0]
     return dataset_cfg
 
 
