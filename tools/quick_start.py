@@ -1,6 +1,7 @@
 """The quick start's own steps, which ``bash tools/quick_start.sh`` runs in order.
 
 ``python tools/quick_start.py data DIR`` writes the ADE20K-format shapes data set,
+``folder-data DIR`` the same in the own-data folder layout (docs/own_data.md),
 ``checkpoint FILE`` a tiny MAE checkpoint in the official layout, and ``report WORK_DIR``
 ``miou_table.txt`` and ``curves.png`` from the quick start's runs.
 """
@@ -18,6 +19,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument('root', help='the ADEChallengeData2016 directory to write')
     data.add_argument('--num-train', type=int, default=200)
     data.add_argument('--num-val', type=int, default=16)
+    folder = steps.add_parser(
+        'folder-data',
+        help='write the shapes data set in the own-data folder layout (images/{train,val}, '
+        'annotations/{train,val})',
+    )
+    folder.add_argument('root', help='the data set directory to write')
+    folder.add_argument('--num-train', type=int, default=200)
+    folder.add_argument('--num-val', type=int, default=16)
+    folder.add_argument('--short-side', type=int, default=128, help='pixels')
+    folder.add_argument(
+        '--plant-faults',
+        action='store_true',
+        help='spoil four training pairs (labels out of range, RGB mask, missing annotation, '
+        'size mismatch) for trying tools/analysis/check_dataset.py',
+    )
     checkpoint = steps.add_parser(
         'checkpoint', help='write a random tiny MAE checkpoint in the official layout'
     )
@@ -38,6 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(total=spec.num_train + spec.num_val, unit='image', mininterval=1) as bar:
             root = quick_start.make_shapes_dataset(args.root, spec, progress=bar.update)
         print(f'wrote {spec.num_train} training and {spec.num_val} validation images to {root}')
+    elif args.step == 'folder-data':
+        from tqdm import tqdm
+
+        with tqdm(total=args.num_train + args.num_val, unit='image', mininterval=1) as bar:
+            names = quick_start.make_folder_dataset(
+                args.root, args.num_train, args.num_val, args.short_side, progress=bar.update
+            )
+        print(
+            f'wrote {args.num_train} training and {args.num_val} validation images to {args.root}'
+        )
+        if args.plant_faults:
+            for fault, path in quick_start.plant_faults(args.root, names).items():
+                print(f'planted {fault}: {path}')
     elif args.step == 'checkpoint':
         path = quick_start.save_official_mae_checkpoint(args.path)
         print(f'wrote {path}')

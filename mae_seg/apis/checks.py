@@ -11,6 +11,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
+from ..datasets.dataset_check import problems_line, sampled_split_problems
 from .errors import ConfigError
 
 __all__ = ['check_checkpoints', 'check_datasets', 'check_run_inputs']
@@ -70,14 +71,18 @@ def _count_samples(dataset_cfg: dict) -> tuple[object, int]:
 
 
 def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
-    """Each named dataloader's data set can be found and has samples.
+    """Each named dataloader's data set can be found, has samples, and agrees with the model.
+
+    Every image's annotation must exist; a sample of the pairs is read for annotation mode,
+    label values against ``num_classes`` and image/annotation sizes
+    (:mod:`mae_seg.datasets.dataset_check`).
 
     A missing directory fails deep inside the runner and an empty data set either fails
     there too or, where it gets through, leaves mmengine's ``InfiniteSampler`` spinning
     forever; both are reported here instead.
 
     Raises:
-        ConfigError: naming the dataloader and the directory to fix.
+        ConfigError: naming the dataloader, the directory or file, and the fix.
     """
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     for key in loader_keys:
@@ -97,6 +102,9 @@ def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
             )
             suffix = getattr(dataset, 'img_suffix', '')
             raise ConfigError(f'{key}: no {suffix} images found in {where}; {hint}')
+        problems = sampled_split_problems(cfg, key)
+        if problems:
+            raise ConfigError(problems_line(key, problems))
 
 
 def check_run_inputs(cfg: Config, training: bool) -> None:
