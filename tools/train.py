@@ -116,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg,
             args.config,
             work_dir=args.work_dir,
-            resume=args.resume or restart_count() > 0,
+            resume=args.resume,
             amp=args.amp,
             launcher=args.launcher,
+            restarted=restart_count() > 0,
         )
         if args.check:
             return report_check(cfg, args.config)

@@ -159,6 +159,22 @@ def _pretrained_init(module: torch.nn.Module) -> dict | None:
     return None
 
 
+def _pretrained_excuses(module: torch.nn.Module) -> dict[str, tuple[str, ...]]:
+    """What a pretrained checkpoint of ``module`` may lack, and what its load fits.
+
+    mmseg's own ``MAE`` / ``BEiT`` load their ``Pretrained`` weights themselves, with MAEViT's
+    key names, fitting the positions, and keep ``relative_position_index`` buffers.
+    """
+    from mmseg.models.backbones import BEiT
+
+    from ..models import MAEViT
+
+    if isinstance(module, BEiT):
+        lacks = MAEViT.PRETRAINING_LACKS + MAEViT.LOAD_IGNORES
+        return dict(may_be_missing=lacks, resized=MAEViT.LOAD_RESIZES)
+    return dict(resized=tuple(load_excuses(module)['resized']))
+
+
 def check_pretrained_inits(model: torch.nn.Module) -> None:
     """Each ``Pretrained`` init in ``model`` holds every tensor its module needs.
 
@@ -181,14 +197,13 @@ def check_pretrained_inits(model: torch.nn.Module) -> None:
             continue
         where = f' under {prefix!r}' if prefix else ''
         state_dict = extract_state_dict(load_checkpoint_file(path), prefix=prefix)
-        excuses = load_excuses(module)
         check_state_dict_fits(
             state_dict,
             module.state_dict(),
             f'{name or "model"}.init_cfg: checkpoint {path}{where}',
             fix=f'give a checkpoint of this module, or the prefix of its keys ({DOC})',
-            resized=excuses['resized'],
             may_be_unexpected=('*',),
+            **_pretrained_excuses(module),
         )
 
 

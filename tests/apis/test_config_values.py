@@ -51,7 +51,7 @@ def test_one_image_per_process_with_a_pooled_batch_norm(problems, monkeypatch):
 def test_plain_batch_norm_is_found_too(problems):
     norm = dict(type='BN', requires_grad=True)
     found = problems(
-        tmp_path, **{'train_dataloader.batch_size': 1, 'model.decode_head.norm_cfg': norm}
+        **{'train_dataloader.batch_size': 1, 'model.decode_head.norm_cfg': norm}
     )
     assert 'before a BatchNorm2d' in found[0]
 
@@ -61,7 +61,7 @@ def test_plain_batch_norm_is_found_too(problems):
     [
         ({'model.data_preprocessor.size': None}, 'model.data_preprocessor has neither of size'),
         ({'model.data_preprocessor.size_divisor': 16}, 'model.data_preprocessor has both of size'),
-        ({'model.data_preprocessor.size': (32, 64)}, 'is smaller than the RandomCrop crop_size'),
+        ({'model.data_preprocessor.size': (32, 64)}, 'model.data_preprocessor.size=(32, 64) is smaller'),
     ],
     ids=['neither', 'both', 'smaller-than-crop'],
 )

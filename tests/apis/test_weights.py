@@ -72,10 +72,10 @@ def test_reinit_loads_everything_else_and_keeps_the_fresh_head(tmp_path, five_cl
 
 
 def test_reinit_that_names_nothing_or_without_load_from_is_an_error(
-    tmp_path, five_class_checkpoint
-, tiny_config):
+    five_class_checkpoint, tiny_config
+):
     cfg = tiny_config(
-        tmp_path, num_classes=3, load_from=str(five_class_checkpoint),
+        num_classes=3, load_from=str(five_class_checkpoint),
         load_from_reinit=['decode_head.conv_sge'],
     )  # fmt: skip
     with pytest.raises(ConfigError, match="'decode_head.conv_sge' names no key of the model"):
@@ -85,7 +85,7 @@ def test_reinit_that_names_nothing_or_without_load_from_is_an_error(
         check_weights_fit(cfg, training=True)
     # The fine-tuning config tests its own checkpoints: the list does not apply there.
     cfg = tiny_config(
-        tmp_path, load_from=str(five_class_checkpoint), load_from_reinit=['decode_head.conv_seg']
+        load_from=str(five_class_checkpoint), load_from_reinit=['decode_head.conv_seg']
     )
     check_weights_fit(cfg, training=False)
 
