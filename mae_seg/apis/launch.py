@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import logging
 import os
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from .restarts import RESTART_ENV, STOP_FILE_ENV
 __all__ = ['describe_failure', 'launch']
 
 PROG = 'dist_train.sh'
+ELASTIC = 'torch.distributed.elastic'
 
 
 def describe_failure(exitcode: int, signal_name: str = '') -> str:
@@ -32,6 +34,27 @@ def describe_failure(exitcode: int, signal_name: str = '') -> str:
     if exitcode < 0:
         return f'was killed by {signal_name or f"signal {-exitcode}"}'
     return f'exited with status {exitcode}'
+
+
+class _QuietAfterStop(logging.Filter):
+    """Drops torchrun's reports once a process has stopped the run and said why in one line
+    (the other processes' ``SIGTERM``, "failed (exitcode: 2)")."""
+
+    def __init__(self, stop_file: str) -> None:
+        super().__init__()
+        self.stop_file = stop_file
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith(ELASTIC) and os.path.exists(self.stop_file))
+
+
+def _handlers(name: str) -> list[logging.Handler]:
+    """The handlers a record of logger ``name`` reaches."""
+    handlers, logger = [], logging.getLogger(name)
+    while logger is not None:
+        handlers += logger.handlers
+        logger = logger.parent if logger.propagate else None
+    return handlers
 
 
 def launch(argv: list[str]) -> int:
@@ -48,8 +71,15 @@ def launch(argv: list[str]) -> int:
     saved = {name: os.environ.get(name) for name in (STOP_FILE_ENV, RESTART_ENV)}
     try:
         with tempfile.TemporaryDirectory(prefix='mae_seg_run_') as state:
-            os.environ[STOP_FILE_ENV] = os.path.join(state, 'stop')
-            return _attempts(run, args, max_restarts, os.environ[STOP_FILE_ENV])
+            stop_file = os.environ[STOP_FILE_ENV] = os.path.join(state, 'stop')
+            quiet = _QuietAfterStop(stop_file)
+            for handler in _handlers(f'{ELASTIC}.multiprocessing.api'):
+                handler.addFilter(quiet)
+            try:
+                return _attempts(run, args, max_restarts, stop_file)
+            finally:
+                for handler in _handlers(f'{ELASTIC}.multiprocessing.api'):
+                    handler.removeFilter(quiet)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -84,6 +114,7 @@ def _attempts(run, args, max_restarts: int, stop_file: str) -> int:
         )
         gc.collect()  # the failed launch's store must free its port first
     return 1
+
 
 if __name__ == '__main__':
     sys.exit(launch(sys.argv[1:]))

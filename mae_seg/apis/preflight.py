@@ -14,14 +14,11 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
-import logging
-import warnings
 from collections.abc import Iterator
 from functools import partial
 
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.registry import Registry, init_default_scope
 from mmseg.registry import (
     DATA_SAMPLERS,
@@ -42,9 +39,9 @@ from mmseg.registry import (
 
 from ..checkpoint import CheckpointError
 from .checks import _count_samples, check_checkpoints, check_datasets
+from .config_values import config_value_problems
 from .device import AMP_ONLY_KEYS, accelerator_available
 from .errors import ConfigError
-from .config_values import config_value_problems
 from .weights import build_meta_model, check_weights_fit, meta_build
 
 __all__ = ['build_problems', 'config_problems', 'preflight', 'unknown_runner_keys']

@@ -58,7 +58,7 @@ def reinit_patterns(cfg: Config) -> list[str]:
         patterns = [patterns]
     if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
         raise ConfigError(
-            f"{REINIT_KEY} must be a list of module names or key patterns such as "
+            f'{REINIT_KEY} must be a list of module names or key patterns such as '
             f"['decode_head.conv_seg'], got {patterns!r}"
         )
     return list(patterns)
@@ -245,7 +245,6 @@ def report_reinit(source: str, reinit: list[str]) -> None:
     """The one line a run with ``load_from_reinit`` logs when it loads."""
     if reinit:
         print_log(
-            f'{source}: re-initialised {summarize_keys(reinit)} ({REINIT_KEY}), '
-            f'loaded the rest',
+            f'{source}: re-initialised {summarize_keys(reinit)} ({REINIT_KEY}), loaded the rest',
             logger='current',
         )

@@ -45,8 +45,11 @@ def _tiny_config(tmp_path, num_classes, **options):
     path.write_text(TINY.format(quick=str(QUICK)))
     cfg = Config.fromfile(str(path))
     cfg.merge_from_dict(
-        {'model.decode_head.num_classes': num_classes,
-         'model.auxiliary_head.num_classes': num_classes, **options}  # fmt: skip
+        {
+            'model.decode_head.num_classes': num_classes,
+            'model.auxiliary_head.num_classes': num_classes,
+            **options,
+        }  # fmt: skip
     )
     cfg.work_dir = str(tmp_path / 'work')
     return cfg

@@ -1,6 +1,7 @@
 """Config values that training would reject or silently get wrong, found before the run."""
 
 import pytest
+
 from mae_seg.apis import config_values
 from mae_seg.apis.config_values import config_value_problems
 from mae_seg.apis.weights import build_meta_model
@@ -36,7 +37,9 @@ def test_one_image_per_process_with_a_pooled_batch_norm(problems, monkeypatch):
         'train_dataloader.batch_size=1 on 1 process: decode_head.psp_modules.0 pool to 1x1 '
         'before a SyncBatchNorm'
     )
-    assert line.endswith('set train_dataloader.batch_size=2 or more, or train on several GPUs with SyncBN')
+    assert line.endswith(
+        'set train_dataloader.batch_size=2 or more, or train on several GPUs with SyncBN'
+    )
     # Several processes on CPUs: BN per process, the same problem.
     monkeypatch.setenv('WORLD_SIZE', '2')
     (line,) = problems(**{'train_dataloader.batch_size': 1})
@@ -50,9 +53,7 @@ def test_one_image_per_process_with_a_pooled_batch_norm(problems, monkeypatch):
 
 def test_plain_batch_norm_is_found_too(problems):
     norm = dict(type='BN', requires_grad=True)
-    found = problems(
-        **{'train_dataloader.batch_size': 1, 'model.decode_head.norm_cfg': norm}
-    )
+    found = problems(**{'train_dataloader.batch_size': 1, 'model.decode_head.norm_cfg': norm})
     assert 'before a BatchNorm2d' in found[0]
 
 
@@ -61,7 +62,10 @@ def test_plain_batch_norm_is_found_too(problems):
     [
         ({'model.data_preprocessor.size': None}, 'model.data_preprocessor has neither of size'),
         ({'model.data_preprocessor.size_divisor': 16}, 'model.data_preprocessor has both of size'),
-        ({'model.data_preprocessor.size': (32, 64)}, 'model.data_preprocessor.size=(32, 64) is smaller'),
+        (
+            {'model.data_preprocessor.size': (32, 64)},
+            'model.data_preprocessor.size=(32, 64) is smaller',
+        ),
     ],
     ids=['neither', 'both', 'smaller-than-crop'],
 )
@@ -73,11 +77,16 @@ def test_preprocessor_that_cannot_stack_the_crops(problems, options, expected):
 @pytest.mark.parametrize(
     ('options', 'expected'),
     [
-        ({'model.backbone.out_indices': [1, 2, 3]}, 'model.neck.rescales has 4 entries and the backbone gives 3 maps'),
-        ({'model.neck.embed_dim': 128}, 'model.neck.embed_dim=128 and model.backbone.embed_dims=64 differ'),
-        ({'model.auxiliary_head.in_index': 4}, 'model.auxiliary_head.in_index [4] outside the 4 maps'),
-        ({'model.auxiliary_head.in_channels': 128}, 'model.auxiliary_head.in_channels=128 but the backbone maps have 64'),
-        ({'model.decode_head.in_channels': [64, 64, 64, 128]}, 'model.decode_head.in_channels=[64, 64, 64, 128]'),
+        ({'model.backbone.out_indices': [1, 2, 3]},
+         'model.neck.rescales has 4 entries and the backbone gives 3 maps'),
+        ({'model.neck.embed_dim': 128},
+         'model.neck.embed_dim=128 and model.backbone.embed_dims=64 differ'),
+        ({'model.auxiliary_head.in_index': 4},
+         'model.auxiliary_head.in_index [4] outside the 4 maps'),
+        ({'model.auxiliary_head.in_channels': 128},
+         'model.auxiliary_head.in_channels=128 but the backbone maps have 64'),
+        ({'model.decode_head.in_channels': [64, 64, 64, 128]},
+         'model.decode_head.in_channels=[64, 64, 64, 128]'),
     ],
     ids=['out-indices', 'neck-dims', 'in-index', 'aux-channels', 'head-channels'],
 )  # fmt: skip

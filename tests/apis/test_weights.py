@@ -11,6 +11,7 @@ from mae_seg.apis import ConfigError
 from mae_seg.apis.weights import check_weights_fit, fit_load_from
 from mae_seg.checkpoint import CheckpointError
 
+
 def save_segmentor(cfg, path):
     init_default_scope('mmseg')
     model = MODELS.build(cfg.model)
@@ -36,19 +37,22 @@ def test_testing_with_another_class_count_is_refused(tmp_path, five_class_checkp
     assert '\n' not in message
 
 
-def test_fine_tuning_from_another_class_count_names_the_setting(tmp_path, five_class_checkpoint, tiny_config):
+def test_fine_tuning_from_another_class_count_names_the_setting(
+    tmp_path, five_class_checkpoint, tiny_config
+):
     cfg = tiny_config(num_classes=3, load_from=str(five_class_checkpoint))
     with pytest.raises(CheckpointError) as raised:
         check_weights_fit(cfg, training=True)
-    assert (
-        "load_from_reinit = ['decode_head.conv_seg', 'auxiliary_head.conv_seg']"
-        in str(raised.value)
+    assert "load_from_reinit = ['decode_head.conv_seg', 'auxiliary_head.conv_seg']" in str(
+        raised.value
     )
     cfg.load_from_reinit = ['decode_head.conv_seg', 'auxiliary_head.conv_seg']
     check_weights_fit(cfg, training=True)
 
 
-def test_reinit_loads_everything_else_and_keeps_the_fresh_head(tmp_path, five_class_checkpoint, tiny_config):
+def test_reinit_loads_everything_else_and_keeps_the_fresh_head(
+    tmp_path, five_class_checkpoint, tiny_config
+):
     cfg = tiny_config(num_classes=3)
     init_default_scope('mmseg')
     model = MODELS.build(cfg.model)
@@ -90,7 +94,9 @@ def test_reinit_that_names_nothing_or_without_load_from_is_an_error(
     check_weights_fit(cfg, training=False)
 
 
-def test_resuming_a_work_dir_of_another_config_is_refused(tmp_path, five_class_checkpoint, tiny_config):
+def test_resuming_a_work_dir_of_another_config_is_refused(
+    tmp_path, five_class_checkpoint, tiny_config
+):
     cfg = tiny_config(num_classes=3, resume=True)
     work = Path(cfg.work_dir)
     work.mkdir()
@@ -104,7 +110,9 @@ def test_a_checkpoint_of_the_same_config_fits(tmp_path, five_class_checkpoint, t
     check_weights_fit(tiny_config(load_from=str(five_class_checkpoint)), training=False)
 
 
-def test_missing_and_unexpected_keys_of_a_whole_model_are_refused(tmp_path, five_class_checkpoint, tiny_config):
+def test_missing_and_unexpected_keys_of_a_whole_model_are_refused(
+    tmp_path, five_class_checkpoint, tiny_config
+):
     state = torch.load(five_class_checkpoint, weights_only=True)
     del state['state_dict']['neck.upsample_4x.0.weight']
     state['state_dict']['head.fc.weight'] = torch.zeros(2)
@@ -124,7 +132,9 @@ def backbone_checkpoint(tiny_config, tmp_path, drop=(), add=None):
         k: v for k, v in backbone.items()
         if 'gamma' not in k and 'relative_position' not in k and not k.startswith(drop)
     }  # fmt: skip
-    state.update(add or {'mask_token': torch.zeros(1, 1, 64), 'decoder_embed.weight': torch.zeros(2)})
+    state.update(
+        add or {'mask_token': torch.zeros(1, 1, 64), 'decoder_embed.weight': torch.zeros(2)}
+    )
     path = tmp_path / 'mae.pth'
     torch.save({'model': state}, path)
     return path
@@ -157,7 +167,11 @@ def test_pretrained_encoder_missing_a_block_is_refused(tmp_path, tiny_config):
 
 
 def test_pretrained_init_of_another_module_is_checked(tmp_path, five_class_checkpoint, tiny_config):
-    head = {'type': 'Pretrained', 'checkpoint': str(five_class_checkpoint), 'prefix': 'auxiliary_head.'}
+    head = {
+        'type': 'Pretrained',
+        'checkpoint': str(five_class_checkpoint),
+        'prefix': 'auxiliary_head.',
+    }
     cfg = tiny_config(**{'model.decode_head.init_cfg': head})
     with pytest.raises(CheckpointError) as raised:
         check_weights_fit(cfg, training=True)

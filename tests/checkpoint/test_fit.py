@@ -10,7 +10,8 @@ from mae_seg.models import MAEViT
 
 def test_patterns_name_module_prefixes_and_globs():
     keys = ['decode_head.conv_seg.weight', 'decode_head.conv_seg.bias',
-            'decode_head.conv_seg_extra.weight', 'layers.0.gamma_1', 'layers.11.gamma_1']  # fmt: skip
+            'decode_head.conv_seg_extra.weight',
+            'layers.0.gamma_1', 'layers.11.gamma_1']  # fmt: skip
     assert matching_keys(keys, ['decode_head.conv_seg']) == keys[:2]
     assert matching_keys(keys, ['layers.*.gamma_1']) == keys[3:]
     assert matching_keys(keys, ['decode_head']) == keys[:3]
@@ -38,19 +39,26 @@ def test_thousands_of_keys_make_one_short_line():
         check_state_dict_fits({}, expected, 'checkpoint x.pth', fix='convert it')
     message = str(raised.value)
     assert '\n' not in message and len(message) < 300
-    assert message.startswith('checkpoint x.pth does not fit the model: missing layers.{0-199}.attn.a')
+    assert message.startswith(
+        'checkpoint x.pth does not fit the model: missing layers.{0-199}.attn.a'
+    )
     assert message.endswith('; convert it')
 
 
 def test_fix_may_depend_on_the_mismatch():
     with pytest.raises(CheckpointError, match='reinit w$'):
         check_state_dict_fits(
-            {'w': torch.zeros(2)}, {'w': torch.zeros(3)}, 'c', fix=lambda m: f'reinit {m.mismatched[0][0]}'
+            {'w': torch.zeros(2)},
+            {'w': torch.zeros(3)},
+            'c',
+            fix=lambda m: f'reinit {m.mismatched[0][0]}',
         )
 
 
 def test_modules_declare_what_they_fit_on_load():
-    model = torch.nn.ModuleDict(dict(backbone=MAEViT(img_size=32, embed_dims=64, num_layers=2, num_heads=2)))
+    model = torch.nn.ModuleDict(
+        dict(backbone=MAEViT(img_size=32, embed_dims=64, num_layers=2, num_heads=2))
+    )
     excuses = load_excuses(model)
     assert 'backbone.pos_embed' in excuses['resized']
     assert 'backbone.layers.*.attn.relative_position_index' in excuses['may_be_unexpected']

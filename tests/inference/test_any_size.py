@@ -9,8 +9,8 @@ import pytest
 import torch
 from mmseg.models import EncoderDecoder
 
-from mae_seg.apis.inference import ImageJob, build_segmentor, fit_dataset_meta, segment_image
 from mae_seg.apis import ConfigError
+from mae_seg.apis.inference import ImageJob, build_segmentor, fit_dataset_meta, segment_image
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,7 +91,12 @@ def test_infer_tool_on_a_10x10_png(no_resize, tmp_path):
     config, checkpoint = no_resize
     image = tmp_path / 'tiny.png'
     cv2.imwrite(str(image), np.full((10, 10, 3), 128, np.uint8))
-    assert load_infer().main([str(config), str(checkpoint), str(image), '--out-dir', str(tmp_path / 'out')]) == 0
+    assert (
+        load_infer().main(
+            [str(config), str(checkpoint), str(image), '--out-dir', str(tmp_path / 'out')]
+        )
+        == 0
+    )
     assert cv2.imread(str(tmp_path / 'out/labels/tiny.png'), cv2.IMREAD_UNCHANGED).shape == (10, 10)
 
 
@@ -119,7 +124,12 @@ def test_checkpoint_meta_without_a_fitting_palette(tiny_model, images, tmp_path,
 
 def test_class_names_of_another_count_are_an_error(tiny_model, images, tmp_path, capsys):
     config, path = save_with_meta(tiny_model, tmp_path, dict(classes=('a', 'b', 'c')))
-    assert load_infer().main([str(config), str(path), str(images[0]), '--out-dir', str(tmp_path / 'o')]) == 2
+    assert (
+        load_infer().main(
+            [str(config), str(path), str(images[0]), '--out-dir', str(tmp_path / 'o')]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err == (
         f'infer.py: error: checkpoint {path} names 3 classes in meta.dataset_meta and its model '

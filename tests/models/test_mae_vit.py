@@ -236,8 +236,7 @@ def test_pretrained_from_another_grid_is_resized_and_reported(tmp_path, mm_log):
     assert len(messages) == 1
     assert (
         'not in the checkpoint, initialised for fine-tuning (8): layers.{0-3}.gamma_1, '
-        'layers.{0-3}.gamma_2'
-        in messages[0]
+        'layers.{0-3}.gamma_2' in messages[0]
     )
     assert model.pos_embed.shape == (1, 1 + 32 * 32, 96)
     torch.testing.assert_close(model.cls_token, source.cls_token)

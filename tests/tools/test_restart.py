@@ -12,8 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 from quick_start_kit import ShapesSpec, make_shapes_dataset
+
+from mae_seg.checkpoint import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'
@@ -79,7 +80,7 @@ def worker_pid(tag, rank):
 
 
 def weights(path):
-    return torch.load(path, weights_only=True)['state_dict']
+    return load_checkpoint_file(str(path))['state_dict']
 
 
 @pytest.mark.slow
@@ -177,7 +178,7 @@ def test_the_same_error_at_the_same_iteration_is_not_restarted_again(small_run, 
     (tmp_path / 'planted_hook.py').write_text(PLANTED_HOOK)
     config = tmp_path / 'planted.py'
     config.write_text(
-        f"_base_ = [{str(small_run)!r}]\n"
+        f'_base_ = [{str(small_run)!r}]\n'
         "custom_imports = dict(imports=['mae_seg', 'planted_hook'], allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='PlantedFailureHook')]\n"
     )
@@ -186,7 +187,9 @@ def test_the_same_error_at_the_same_iteration_is_not_restarted_again(small_run, 
     output, _ = run.communicate(timeout=300)
     print(output[-6000:])
     assert run.returncode == 2
-    restarts = re.findall(r'^dist_train.sh: rank \d exited with status 1: restarting .*$', output, re.M)
+    restarts = re.findall(
+        r'^dist_train.sh: rank \d exited with status 1: restarting .*$', output, re.M
+    )
     stops = re.findall(r'^train.py: error: .*$', output, re.M)
     assert len(restarts) == 1
     assert stops == [
