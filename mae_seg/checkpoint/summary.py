@@ -21,11 +21,6 @@ def _ranges(numbers: list[int]) -> str:
     return ','.join(str(a) if a == b else f'{a}-{b}' for a, b in spans)
 
 
-def _index_text(indices: list[int]) -> str:
-    """``[3]`` -> ``'3'`` (the key as it is), ``[0, 1, 2]`` -> ``'{0-2}'``."""
-    return str(indices[0]) if len(set(indices)) == 1 else '{' + _ranges(indices) + '}'
-
-
 def summarize_keys(keys: Iterable[str], max_items: int | None = None) -> str:
     """Collapse per-layer names: ``layers.{0-11}.attn.relative_position_bias_table``.
 
@@ -45,7 +40,7 @@ def summarize_keys(keys: Iterable[str], max_items: int | None = None) -> str:
         pattern = f'{key[: match.start()]}.{{}}.{key[match.end() :]}'
         groups.setdefault(pattern, []).append(int(match.group(1)))
     parts = [
-        pattern.replace('{}', _index_text(indices)) if indices else pattern
+        pattern.replace('{}', '{' + _ranges(indices) + '}') if indices else pattern
         for pattern, indices in groups.items()
     ]
     return _join(parts, max_items)

@@ -181,7 +181,7 @@ def bad_inputs(tmp_path, official_checkpoint, make_timm_vit):
         'incomplete encoder': (
             [str(incomplete), dst],
             f'{incomplete}: the encoder is incomplete; missing 1 tensors: '
-            'layers.1.ffn.layers.1.weight',
+            'layers.{1}.ffn.layers.1.weight',
         ),
         'wrong layout forced': (
             [official, dst, '--layout', 'mmseg'],
