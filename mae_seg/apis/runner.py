@@ -18,7 +18,7 @@ from mmseg.registry import RUNNERS
 from ..checkpoint import extract_state_dict
 from .checks import check_run_inputs
 from .device import process_group
-from .weights import fit_load_from, reinit_patterns, report_reinit
+from .weights import fit_load_from, loaded_module, reinit_patterns, report_reinit
 
 __all__ = ['TrainSummary', 'build_runner', 'test', 'train']
 
@@ -86,7 +86,7 @@ class _StrictRunner(Runner):
         """
         checkpoint = _load_checkpoint(filename, map_location=map_location)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) else self.model
+        model = loaded_module(self.model)
         purpose = self._load_purpose
         patterns = reinit_patterns(self.cfg) if purpose == 'train' else []
         state_dict, reinit = fit_load_from(

@@ -24,6 +24,7 @@ from functools import partial
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import find_latest_checkpoint
 from mmseg.registry import MODELS
@@ -39,12 +40,21 @@ __all__ = [
     'check_pretrained_inits',
     'check_weights_fit',
     'fit_load_from',
+    'loaded_module',
     'reinit_patterns',
     'report_reinit',
 ]
 
 REINIT_KEY = 'load_from_reinit'
 DOC = 'docs/checkpoints_and_loading.md'
+
+
+def loaded_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The module a whole-model checkpoint is loaded into: mmengine's rule, which unwraps
+    DDP and test-time-augmentation models (``SegTTAModel.module``)."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
 
 
 def reinit_patterns(cfg: Config) -> list[str]:
@@ -238,7 +248,7 @@ def check_weights_fit(cfg: Config, training: bool, model: torch.nn.Module | None
         return
     state_dict = extract_state_dict(load_checkpoint_file(source))
     target = f'the model of {cfg.filename}' if cfg.filename else 'the model'
-    fit_load_from(state_dict, model, source, patterns, purpose, target)
+    fit_load_from(state_dict, loaded_module(model), source, patterns, purpose, target)
 
 
 def report_reinit(source: str, reinit: list[str]) -> None:

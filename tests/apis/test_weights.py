@@ -212,3 +212,12 @@ def test_the_runner_load_itself_is_strict(five_class_checkpoint, tiny_config):
         in message
         for message in messages
     )
+
+
+def test_a_test_time_augmentation_model_loads_into_its_module(five_class_checkpoint, tiny_config):
+    cfg = tiny_config(load_from=str(five_class_checkpoint))
+    cfg.model = dict(type='BatchedSlideSegTTAModel', module=cfg.model)
+    check_weights_fit(cfg, training=False)
+    cfg.model.module.decode_head.num_classes = 3
+    with pytest.raises(CheckpointError, match=r'decode_head.conv_seg.weight \(5, 16, 1, 1\)'):
+        check_weights_fit(cfg, training=False)

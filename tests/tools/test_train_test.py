@@ -246,3 +246,33 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(run_config, t
     max_diff = max((expected[k].float() - actual[k].float()).abs().max().item() for k in expected)
     print(f'max abs weight difference after resuming: {max_diff:.3g}')
     assert max_diff <= 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['whole', 'slide'])
+def test_test_tool_on_images_smaller_than_a_patch(run_config, tmp_path, capsys, mode):
+    """12-18 px images, no Resize: mmseg's model fails ("Kernel size can't be greater than
+    actual input size"); ours pads them and evaluates label maps of their own size."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    data_root = make_shapes_dataset(
+        tmp_path / 'ADEChallengeData2016', ShapesSpec(num_train=1, num_val=2, short_side=12)
+    )
+    init_default_scope('mmseg')
+    model = MODELS.build(Config.fromfile(str(run_config)).model)
+    checkpoint = tmp_path / 'model.pth'
+    torch.save({'meta': {}, 'state_dict': model.state_dict()}, checkpoint)
+    pipeline = [dict(type=t) for t in ('LoadImageFromFile', 'LoadAnnotations', 'PackSegInputs')]
+    config = tmp_path / 'no_resize.py'
+    dataset = dict(data_root=str(data_root), pipeline=pipeline)
+    config.write_text(
+        f'_base_ = [{str(run_config)!r}]\ntest_dataloader = dict(dataset={dataset!r})\n'
+    )
+    argv = [
+        str(config), str(checkpoint), '--work-dir', str(tmp_path / 'work'),
+        '--cfg-options', f'model.test_cfg.mode={mode}',
+    ]  # fmt: skip
+    assert load_tool('test').main(argv) == 0
+    assert re.search(r'mIoU: \d+\.\d+', capsys.readouterr().out)
