@@ -27,6 +27,7 @@ __all__ = [
     'feature_map_problems',
     'num_classes_problems',
     'preprocessor_problems',
+    'world_size',
 ]
 
 
@@ -96,20 +97,31 @@ def _pooled_norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
+# Where each launcher tells a process how many there are (mmengine reads them later).
+WORLD_SIZE_VARIABLES = {'slurm': 'SLURM_NTASKS', 'mpi': 'OMPI_COMM_WORLD_SIZE'}
+
+
+def world_size(cfg: Config) -> int:
+    """Processes of the run, before any process group exists: the launcher's variable
+    (``WORLD_SIZE`` for torchrun, and for ``dist_train.sh``'s check)."""
+    variable = WORLD_SIZE_VARIABLES.get(cfg.get('launcher', 'none'), 'WORLD_SIZE')
+    value = os.environ.get(variable, '1')
+    return int(value) if value.isdigit() else 1
+
+
 def batch_norm_problems(cfg: Config, model: nn.Module) -> list[str]:
     """A pooled BatchNorm gets more than one value per channel from the batch a process has.
 
     With one image a process, a BatchNorm after a global pooling sees one value per channel,
     which training refuses. SyncBN shares the batch of all processes, but only on GPUs
     (without one, mae_seg trains with BN per process) and only with more than one process.
-    ``WORLD_SIZE`` (set by torchrun, and for its check by ``dist_train.sh``) gives the
-    process count.
+    :func:`world_size` gives the process count.
     """
     batch_size = (cfg.get('train_dataloader') or {}).get('batch_size', 1)
     if not isinstance(batch_size, int) or batch_size > 1:
         return []
-    world_size = int(os.environ.get('WORLD_SIZE', '1'))
-    shared = world_size > 1 and accelerator_available()
+    processes = world_size(cfg)
+    shared = processes > 1 and accelerator_available()
     stuck = [
         (name, norm)
         for name, norm in _pooled_norms(model)
@@ -119,12 +131,12 @@ def batch_norm_problems(cfg: Config, model: nn.Module) -> list[str]:
         return []
     names = ', '.join(name for name, _ in stuck[:3]) + (' ...' if len(stuck) > 3 else '')
     kind = type(stuck[0][1]).__name__
-    processes = f'{world_size} process' + ('es' if world_size > 1 else '')
+    on = f'{processes} process' + ('es' if processes > 1 else '')
     return [
-        f'train_dataloader.batch_size=1 on {processes}: {names} pool to 1x1 before a '
+        f'train_dataloader.batch_size=1 on {on}: {names} pool to 1x1 before a '
         f'{kind}, which cannot train on one value per channel ("Expected more than 1 value '
         'per channel when training"); set train_dataloader.batch_size=2 or more'
-        + ('' if shared or world_size > 1 else ', or train on several GPUs with SyncBN')
+        + ('' if processes > 1 else ', or train on several GPUs with SyncBN')
     ]
 
 

@@ -51,6 +51,16 @@ def test_one_image_per_process_with_a_pooled_batch_norm(problems, monkeypatch):
     assert len(problems(**{'train_dataloader.batch_size': 1})) == 1
 
 
+def test_slurm_and_mpi_tasks_count_as_processes(problems, monkeypatch):
+    monkeypatch.setattr(config_values, 'accelerator_available', lambda: True)
+    monkeypatch.setenv('SLURM_NTASKS', '8')
+    one_image = {'train_dataloader.batch_size': 1}
+    assert problems(launcher='slurm', **one_image) == []
+    assert len(problems(**one_image)) == 1  # launcher none: one process, whatever Slurm says
+    monkeypatch.setenv('OMPI_COMM_WORLD_SIZE', '4')
+    assert problems(launcher='mpi', **one_image) == []
+
+
 def test_plain_batch_norm_is_found_too(problems):
     norm = dict(type='BN', requires_grad=True)
     found = problems(**{'train_dataloader.batch_size': 1, 'model.decode_head.norm_cfg': norm})
