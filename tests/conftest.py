@@ -1,5 +1,6 @@
 import logging
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,45 @@ def mmpretrain_checkpoint(tmp_path, make_timm_vit):
     path = tmp_path / 'mmpretrain_mae_tiny.pth'
     torch.save({'meta': {'epoch': 400}, 'state_dict': state}, path)
     return path, vit
+
+
+# -- the quick-start model at 64 dims and 64x64, for machinery tests -------------------------
+
+QUICK_START = (
+    Path(__file__).resolve().parents[1]
+    / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'
+)
+TINY_QUICK_START = """
+_base_ = [{quick!r}]
+crop_size = (64, 64)
+model = dict(
+    pretrained=None,
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(img_size=crop_size, embed_dims=64, drop_path_rate=0.0),
+    neck=dict(embed_dim=64),
+    decode_head=dict(in_channels=[64, 64, 64, 64], channels=16, dropout_ratio=0.0),
+    auxiliary_head=dict(in_channels=64, channels=8, dropout_ratio=0.0),
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(43, 43)),
+)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(256, 64), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+"""
+
+
+@pytest.fixture(scope='session')
+def tiny_quick_start(tmp_path_factory):
+    """The path of a config: the quick-start model (4 layers) at 64 dims and 64x64 crops."""
+    path = tmp_path_factory.mktemp('tiny_quick_start') / 'tiny_quick_start.py'
+    path.write_text(TINY_QUICK_START.format(quick=str(QUICK_START)))
+    return path

@@ -4,7 +4,10 @@
 # CPUS_PER_TASK and SRUN_ARGS pass through to srun; PYTHON picks the interpreter.
 # Preemptible partitions: REQUEUE=1 submits a batch job (sbatch --requeue) instead, which Slurm
 # queues again when it is preempted or a node fails; the requeued job resumes from the latest
-# checkpoint of its work directory by itself (train.py reads SLURM_RESTART_COUNT).
+# checkpoint of its work directory by itself (train.py reads SLURM_RESTART_COUNT). Slurm does not
+# requeue a job that failed by itself: a config or data error ends it with one line a task and
+# exit status 2, and a requeued run that meets the same exception at the same iteration again
+# stops the same way.
 set -euo pipefail
 
 if [ $# -lt 3 ]; then

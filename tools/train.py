@@ -69,6 +69,33 @@ def report_check(cfg, config_path: str) -> int:
     return 0
 
 
+def stop(message: str, status: int) -> int:
+    """Print ``message`` once for the run (not once per process) and stop its restarts."""
+    from mae_seg.apis import claim_stop
+
+    if claim_stop(message):
+        print(message, file=sys.stderr, flush=True)
+    return status
+
+
+def repeated_failure(cfg, error: Exception) -> str | None:
+    """The one line for an exception that ended the attempt before at the same iteration."""
+    from mmengine.logging import MessageHub
+
+    from mae_seg.apis import record_failure
+
+    lines = str(error).strip().splitlines()
+    failure = f'{type(error).__name__}: {lines[0] if lines else ""}'.rstrip(': ')
+    iteration = MessageHub.get_current_instance().get_info('iter')
+    if not record_failure(cfg.work_dir, failure, iteration):
+        return None
+    where = 'before training' if iteration is None else f'at iteration {iteration}'
+    return (
+        f'train.py: error: {failure} {where}, as in the attempt before the restart: '
+        'the error is deterministic; not restarting again'
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from mae_seg.apis import (
@@ -82,15 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     from mae_seg.checkpoint import CheckpointError
     from mae_seg.engine import NonFiniteLossError
 
+    cfg = None
     try:
         cfg = load_config(args.config, args.cfg_options)
         setup_train_config(
             cfg,
             args.config,
             work_dir=args.work_dir,
-            resume=args.resume or restart_count() > 0,
+            resume=args.resume,
             amp=args.amp,
             launcher=args.launcher,
+            restarted=restart_count() > 0,
         )
         if args.check:
             return report_check(cfg, args.config)
@@ -105,11 +134,15 @@ def main(argv: list[str] | None = None) -> int:
             raise NonFiniteLossError(f'{stopped} (restarting would repeat it)')
         summary = train(cfg, verbose=args.verbose)
     except (ConfigError, CheckpointError) as error:
-        print(f'train.py: error: {error}', file=sys.stderr)
-        return 2
+        return stop(f'train.py: error: {error}', 2)
     except NonFiniteLossError as error:
-        print(f'train.py: error: {error}', file=sys.stderr)
-        return 1
+        return stop(f'train.py: error: {error}', 1)
+    except Exception as error:
+        # A launcher restarts what ends here; the same failure twice is not worth a third.
+        repeated = repeated_failure(cfg, error) if cfg is not None else None
+        if repeated:
+            return stop(repeated, 2)
+        raise
     if summary.world_size > 1:
         # One write: print() sends the text and the newline separately, and the lines of
         # ranks sharing one unbuffered stdout could then run together.

@@ -10,7 +10,7 @@ from .device import (
 )
 from .errors import ConfigError
 from .preflight import preflight
-from .restarts import restart_count, stop_reason
+from .restarts import claim_stop, record_failure, restart_count, stop_reason
 from .runner import TrainSummary, build_runner, test, train
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     'adapt_to_device',
     'build_runner',
     'check_checkpoints',
+    'claim_stop',
     'check_datasets',
     'check_run_inputs',
     'init_process_group_on_cpu',
@@ -27,6 +28,7 @@ __all__ = [
     'load_config',
     'preflight',
     'process_group',
+    'record_failure',
     'restart_count',
     'setup_test_config',
     'setup_train_config',

@@ -108,8 +108,22 @@ def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
 
 
 def check_run_inputs(cfg: Config, training: bool) -> None:
-    """Checkpoints and data sets of a training (with validation) or a test run."""
+    """Checkpoints (there, and fitting the model), config values and data sets of a
+    training (with validation) or a test run.
+
+    Raises:
+        ConfigError: the first problem, in one line (``train.py --check`` lists them all).
+        CheckpointError: a checkpoint cannot be read or does not fit the model.
+    """
+    from .config_values import config_value_problems
+    from .weights import build_meta_model, check_weights_fit
+
     check_checkpoints(cfg, training)
+    model = build_meta_model(cfg)
+    check_weights_fit(cfg, training, model)
+    problems = config_value_problems(cfg, model) if training else []
+    if problems:
+        raise ConfigError(problems[0])
     if training:
         loaders = ('train_dataloader',)
         if cfg.get('val_cfg') and cfg.get('val_evaluator'):

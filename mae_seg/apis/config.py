@@ -8,6 +8,7 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel
+from mmengine.runner import find_latest_checkpoint
 from mmseg.registry import MODELS
 
 from .device import accelerator_available, adapt_to_device
@@ -67,8 +68,13 @@ def setup_train_config(
     resume: bool = False,
     amp: bool = False,
     launcher: str = 'none',
+    restarted: bool = False,
 ) -> Config:
     """Apply ``tools/train.py`` options as mmseg's ``train.py`` does, then fit the device.
+
+    ``restarted``: a launcher restarted the run, which continues from its latest checkpoint,
+    or, before it wrote one, starts again as the first attempt did (from ``load_from``);
+    mmengine would take ``resume`` with ``load_from`` set to mean resuming from that file.
 
     Raises:
         ConfigError: the config is a test-only (TTA) config, ``--amp`` cannot apply, or
@@ -85,6 +91,11 @@ def setup_train_config(
         if not accelerator_available():
             raise ConfigError('--amp (mixed precision) needs a GPU and this machine has none')
         _enable_amp(cfg)
+    if restarted and not resume:
+        latest = find_latest_checkpoint(cfg.work_dir)
+        resume = latest is not None
+        if resume:
+            cfg.load_from = latest
     cfg.resume = resume
     adapt_to_device(cfg, training=True)
     return cfg

@@ -20,17 +20,18 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from ..checkpoint import atomic_output, extract_state_dict, load_checkpoint_file, summarize_keys
+from ..checkpoint import atomic_output, extract_state_dict, load_checkpoint_file
 from .config import is_tta_model, load_config
 from .errors import ConfigError
+from .weights import fit_load_from
 
 __all__ = [
     'IMAGE_SUFFIXES',
     'ImageJob',
     'build_segmentor',
     'check_images_readable',
-    'check_state_dict_fits',
     'find_images',
+    'fit_dataset_meta',
     'plan_outputs',
     'segment_image',
 ]
@@ -123,32 +124,6 @@ def plan_outputs(images: Sequence[str], out_dir: str) -> list[ImageJob]:
     return jobs
 
 
-def check_state_dict_fits(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
-    """The checkpoint's tensors are exactly the model's, with the same shapes.
-
-    Raises:
-        ConfigError: naming the missing, unexpected and mismatching keys.
-    """
-    expected = model.state_dict()
-    problems = []
-    missing = [key for key in expected if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in expected]
-    mismatched = [
-        f'{key} {tuple(state_dict[key].shape)} vs {tuple(value.shape)}'
-        for key, value in expected.items()
-        if key in state_dict and state_dict[key].shape != value.shape
-    ]
-    if missing:
-        problems.append(f'missing {summarize_keys(missing, max_items=3)}')
-    if unexpected:
-        problems.append(f'unexpected {summarize_keys(unexpected, max_items=3)}')
-    if mismatched:
-        more = f' and {len(mismatched) - 2} more' if len(mismatched) > 2 else ''
-        problems.append(f'shapes (checkpoint vs config) {"; ".join(mismatched[:2])}{more}')
-    if problems:
-        raise ConfigError('; '.join(problems))
-
-
 def build_segmentor(
     config: str,
     checkpoint: str,
@@ -170,9 +145,10 @@ def build_segmentor(
         cfg_options: further overrides of the config.
 
     Raises:
-        ConfigError: the config cannot be read or is a TTA config, the device does not
-            exist, or the checkpoint does not fit the config.
-        CheckpointError: the checkpoint is missing or unreadable.
+        ConfigError: the config cannot be read or is a TTA config, or the device does not
+            exist.
+        CheckpointError: the checkpoint is missing or unreadable, or does not fit the
+            config (:func:`~mae_seg.apis.weights.fit_load_from`).
     """
     from mmseg.apis import init_model
 
@@ -192,22 +168,39 @@ def build_segmentor(
     loaded = load_checkpoint_file(checkpoint)
     state_dict = extract_state_dict(loaded)
     model = init_model(_without_pretrained(cfg), None, device='cpu')
-    try:
-        check_state_dict_fits(state_dict, model)
-    except ConfigError as error:
-        raise ConfigError(f'checkpoint {checkpoint} does not fit {config}: {error}') from None
+    state_dict, _ = fit_load_from(state_dict, model, checkpoint, purpose='test', target=config)
     model.load_state_dict(state_dict)
     meta = loaded.get('meta', {}) if isinstance(loaded, dict) else {}
     dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
-    model.dataset_meta = dataset_meta or _numbered_classes(model.decode_head.num_classes)
+    model.dataset_meta = fit_dataset_meta(
+        dataset_meta, model.decode_head.num_classes, f'checkpoint {checkpoint}'
+    )
     return model.to(device).eval()
 
 
-def _numbered_classes(num_classes: int) -> dict:
-    """Class names and colours for a checkpoint that does not name its classes (mmseg's
-    ``init_model`` would guess a data set from the class count)."""
-    palette = np.random.default_rng(0).integers(0, 256, (num_classes, 3)).tolist()
-    return dict(classes=tuple(str(i) for i in range(num_classes)), palette=palette)
+def fit_dataset_meta(dataset_meta: dict | None, num_classes: int, source: str) -> dict:
+    """Class names and one colour per class for the model's ``num_classes`` outputs.
+
+    A checkpoint without class names gets ``'0'``, ``'1'``, ...; one without a palette, or
+    with one of another length, gets fixed random colours (mmseg's visualizer would take
+    Cityscapes' 19 and refuse any other class count).
+
+    Raises:
+        ConfigError: the checkpoint names another number of classes than the model has.
+    """
+    meta = dict(dataset_meta or {})
+    classes = meta.get('classes')
+    if classes is None:
+        classes = tuple(str(i) for i in range(num_classes))
+    elif len(classes) != num_classes:
+        raise ConfigError(
+            f'{source} names {len(classes)} classes in meta.dataset_meta and its model has '
+            f'{num_classes} outputs: use the config the checkpoint was trained with'
+        )
+    palette = meta.get('palette')
+    if palette is None or len(palette) != num_classes:
+        palette = np.random.default_rng(0).integers(0, 256, (num_classes, 3)).tolist()
+    return {**meta, 'classes': tuple(classes), 'palette': [list(c) for c in palette]}
 
 
 def _without_pretrained(cfg: Config) -> Config:

@@ -14,14 +14,11 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
-import logging
-import warnings
 from collections.abc import Iterator
 from functools import partial
 
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.registry import Registry, init_default_scope
 from mmseg.registry import (
     DATA_SAMPLERS,
@@ -40,9 +37,12 @@ from mmseg.registry import (
     WEIGHT_INITIALIZERS,
 )
 
+from ..checkpoint import CheckpointError
 from .checks import _count_samples, check_checkpoints, check_datasets
+from .config_values import config_value_problems
 from .device import AMP_ONLY_KEYS, accelerator_available
 from .errors import ConfigError
+from .weights import build_meta_model, check_weights_fit, meta_build
 
 __all__ = ['build_problems', 'config_problems', 'preflight', 'unknown_runner_keys']
 
@@ -54,7 +54,7 @@ RUNNER_KEYS = (
     'load_from', 'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level', 'visualizer',
     'default_scope', 'randomness', 'experiment_name', 'model_wrapper_cfg', 'compile',
     'activation_checkpointing', 'efficient_conv_bn_eval', 'custom_imports', 'tta_model',
-    'tta_pipeline', 'runner_type',
+    'tta_pipeline', 'runner_type', 'load_from_reinit',
 )  # fmt: skip
 # Arguments the builders pass themselves, never written in a config.
 INJECTED = {'runner', 'dataloader', 'evaluator', 'dataset', 'seed', 'optimizer', 'params'}
@@ -258,12 +258,8 @@ def build_problems(cfg: Config) -> tuple[list[str], str]:
         wrapper_cfg.type = 'OptimWrapper'
         for key in AMP_ONLY_KEYS:
             wrapper_cfg.pop(key, None)
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # the builders' tables are for the run's log
     try:
-        with torch.device('meta'), warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # deprecation notes of mmseg's builders
+        with meta_build():
             model = MODELS.build(copy.deepcopy(cfg.model))
             wrapper = build_optim_wrapper(model, wrapper_cfg)
             schedulers = cfg.get('param_scheduler') or []
@@ -275,8 +271,6 @@ def build_problems(cfg: Config) -> tuple[list[str], str]:
     except Exception as error:  # noqa: BLE001 - any build failure is the user's to see
         message = ' '.join(str(error).split())
         return [f'building the model and optimizer: {type(error).__name__}: {message}'], ''
-    finally:
-        logger.setLevel(level)
     loop = _loop_node(cfg, 'train_cfg', 'IterBasedTrainLoop') or {}
     backbone = getattr(model, 'backbone', None)
     name = type(model).__name__ + (f' ({type(backbone).__name__})' if backbone else '')
@@ -294,6 +288,18 @@ def build_problems(cfg: Config) -> tuple[list[str], str]:
     ]
     summary = '; '.join(part for part in summary if part)
     return [], summary
+
+
+def _weight_and_value_problems(cfg: Config) -> list[str]:
+    """Checkpoints that do not fit the model, and config values that disagree (the model
+    built once more on the meta device: :func:`build_problems` found it buildable)."""
+    model = build_meta_model(cfg)
+    try:
+        check_weights_fit(cfg, True, model)
+        problems = []
+    except (ConfigError, CheckpointError) as error:
+        problems = [str(error)]
+    return problems + config_value_problems(cfg, model)
 
 
 def preflight(cfg: Config) -> tuple[list[str], str]:
@@ -317,4 +323,7 @@ def preflight(cfg: Config) -> tuple[list[str], str]:
             problems.append(str(error))
     if problems:
         return problems, ''
-    return build_problems(cfg)
+    problems, summary = build_problems(cfg)
+    if not problems:
+        problems = _weight_and_value_problems(cfg)
+    return problems, '' if problems else summary

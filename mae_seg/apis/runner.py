@@ -12,10 +12,13 @@ from mmengine.dist import get_dist_info
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from mmseg.registry import RUNNERS
 
+from ..checkpoint import extract_state_dict
 from .checks import check_run_inputs
 from .device import process_group
+from .weights import fit_load_from, loaded_module, reinit_patterns, report_reinit
 
 __all__ = ['TrainSummary', 'build_runner', 'test', 'train']
 
@@ -51,7 +54,53 @@ class _LogFileOnly(logging.Filter):
         return not message.startswith(_LOG_FILE_ONLY)
 
 
-class _Runner(Runner):
+class _StrictRunner(Runner):
+    """mmengine's ``Runner`` whose ``load_from`` and ``--resume`` loads are all or nothing.
+
+    mmengine loads a checkpoint non-strictly and logs what did not fit; here it must fit
+    (:func:`~mae_seg.apis.weights.fit_load_from`), except the keys ``load_from_reinit``
+    names when fine-tuning from ``load_from``.
+    """
+
+    # Why a checkpoint is loaded: it decides what may differ and which fix is named.
+    _load_purpose = 'test'
+
+    def train(self) -> torch.nn.Module:
+        self._load_purpose = 'train'
+        return super().train()
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        purpose, self._load_purpose = self._load_purpose, 'resume'
+        try:
+            super().resume(filename, *args, **kwargs)
+        finally:
+            self._load_purpose = purpose
+
+    def load_checkpoint(
+        self, filename: str, map_location='cpu', strict: bool = False, revise_keys=None
+    ) -> dict:
+        """mmengine's ``load_checkpoint`` with the checkpoint checked against the model first.
+
+        Raises:
+            CheckpointMismatchError: naming the keys that do not fit and the fix.
+        """
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = loaded_module(self.model)
+        purpose = self._load_purpose
+        patterns = reinit_patterns(self.cfg) if purpose == 'train' else []
+        state_dict, reinit = fit_load_from(
+            extract_state_dict(checkpoint), model, filename, patterns, purpose
+        )
+        checkpoint['state_dict'] = state_dict
+        _load_checkpoint_to_model(model, checkpoint, strict=False)
+        report_reinit(filename, reinit)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+
+class _Runner(_StrictRunner):
     """mmengine's ``Runner`` whose terminal output leaves out the start-of-run dumps."""
 
     def build_logger(self, *args, **kwargs) -> MMLogger:
@@ -74,7 +123,7 @@ def build_runner(cfg: Config, verbose: bool = False) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     if verbose:
-        return Runner.from_cfg(cfg)
+        return _StrictRunner.from_cfg(cfg)
     runner = _Runner.from_cfg(cfg)
     log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
     runner.logger.info(f'environment, config and hooks: {log_file}')

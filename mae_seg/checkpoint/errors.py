@@ -11,3 +11,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class ConversionError(CheckpointError):
     """A state dict is not an MAE ViT encoder in a layout the converter knows."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's tensors do not fit the model that would load them."""

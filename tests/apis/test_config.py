@@ -127,3 +127,14 @@ def test_test_config_keeps_amp_on_cpu():
     cfg = setup_test_config(load_config(BASE), BASE, 'model.pth')
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'  # not built for testing
     assert isinstance(cfg, Config)
+
+
+def test_a_restarted_fine_tuning_run_continues_from_its_own_checkpoint(tmp_path):
+    cfg = load_config(QUICK, {'load_from': 'segmentor.pth'})
+    cfg = setup_train_config(cfg, QUICK, work_dir=str(tmp_path), restarted=True)
+    assert (cfg.resume, cfg.load_from) == (False, 'segmentor.pth')  # nothing saved yet
+    (tmp_path / 'iter_4.pth').write_bytes(b'')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    cfg = load_config(QUICK, {'load_from': 'segmentor.pth'})
+    cfg = setup_train_config(cfg, QUICK, work_dir=str(tmp_path), restarted=True)
+    assert (cfg.resume, cfg.load_from) == (True, str(tmp_path / 'iter_4.pth'))

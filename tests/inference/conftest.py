@@ -1,41 +1,16 @@
 """A tiny trained-looking segmentor from the quick-start config, and images to segment."""
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'
-
-TINY_CONFIG = """
-_base_ = [{quick!r}]
-crop_size = (64, 64)
-model = dict(
-    pretrained=None,
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(img_size=crop_size, embed_dims=64, drop_path_rate=0.0),
-    neck=dict(embed_dim=64),
-    decode_head=dict(in_channels=[64, 64, 64, 64], channels=16, dropout_ratio=0.0),
-    auxiliary_head=dict(in_channels=64, channels=8, dropout_ratio=0.0),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(43, 43)),
-)
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(256, 64), keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs'),
-]
-"""
 
 CLASSES = ('wall', 'building', 'sky', 'floor', 'tree')
 PALETTE = [[120, 120, 120], [180, 120, 120], [6, 230, 230], [80, 50, 50], [4, 200, 3]]
 
 
 @pytest.fixture(scope='session')
-def tiny_model(tmp_path_factory):
+def tiny_model(tmp_path_factory, tiny_quick_start):
     """``(config, checkpoint)``: the quick-start model at 64 dims and 64x64, random weights,
     saved as mmengine saves a trained segmentor (``meta.dataset_meta`` and ``state_dict``)."""
     from mmengine.config import Config
@@ -43,8 +18,7 @@ def tiny_model(tmp_path_factory):
     from mmseg.registry import MODELS
 
     tmp = tmp_path_factory.mktemp('tiny_model')
-    config = tmp / 'tiny_quick_start.py'
-    config.write_text(TINY_CONFIG.format(quick=str(QUICK)))
+    config = tiny_quick_start
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(str(config)).model)

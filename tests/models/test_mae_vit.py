@@ -235,8 +235,8 @@ def test_pretrained_from_another_grid_is_resized_and_reported(tmp_path, mm_log):
     messages = [m for m in mm_log if 'MAEViT: loaded' in m]
     assert len(messages) == 1
     assert (
-        'missing (8, left at their initial values): layers.{0-3}.gamma_1, layers.{0-3}.gamma_2'
-        in messages[0]
+        'not in the checkpoint, initialised for fine-tuning (8): layers.{0-3}.gamma_1, '
+        'layers.{0-3}.gamma_2' in messages[0]
     )
     assert model.pos_embed.shape == (1, 1 + 32 * 32, 96)
     torch.testing.assert_close(model.cls_token, source.cls_token)

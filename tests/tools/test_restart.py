@@ -12,8 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 from quick_start_kit import ShapesSpec, make_shapes_dataset
+
+from mae_seg.checkpoint import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'
@@ -32,17 +33,33 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_ke
 """
 
 
+# A failure planted at iteration 1 of every attempt: deterministic, as a bug in a hook is.
+PLANTED_HOOK = """
+from mmengine.hooks import Hook
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module()
+class PlantedFailureHook(Hook):
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter == 1:
+            raise ValueError('planted failure')
+"""
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
 
 
-def dist_train(config, work_dir, tag):
+def dist_train(config, work_dir, tag, *options, **env):
     environment = dict(
-        os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(free_port()), RUN_TAG=tag
-    )
+        os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(free_port()), RUN_TAG=tag,
+        **env,
+    )  # fmt: skip
     command = ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir', str(work_dir)]
+    command += list(options)
     return subprocess.Popen(
         command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
@@ -63,7 +80,7 @@ def worker_pid(tag, rank):
 
 
 def weights(path):
-    return torch.load(path, weights_only=True)['state_dict']
+    return load_checkpoint_file(str(path))['state_dict']
 
 
 @pytest.mark.slow
@@ -129,3 +146,55 @@ def test_slurm_requeue_submits_a_requeueable_batch_job(tmp_path):
     assert words[words.index('srun') + 1] == '--kill-on-bad-exit=1'
     train = words.index(str(ROOT / 'tools/train.py'))
     assert words[train + 1 :] == ['my config.py', '--launcher', 'slurm', '--work-dir', 'w d']
+
+
+@pytest.fixture
+def small_run(tmp_path):
+    data_root = make_shapes_dataset(
+        tmp_path / 'ADEChallengeData2016', ShapesSpec(num_train=8, num_val=1, short_side=64)
+    )
+    config = tmp_path / 'run.py'
+    config.write_text(CONFIG.format(quick=str(QUICK), data_root=str(data_root)))
+    return config
+
+
+@pytest.mark.slow
+def test_batch_of_one_is_one_line_before_any_process_starts(small_run, tmp_path):
+    run = dist_train(
+        small_run, tmp_path / 'work', 'b1', '--cfg-options', 'train_dataloader.batch_size=1'
+    )
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode == 2, output[-3000:]
+    assert output.strip().splitlines() == [
+        'train.py: error: train_dataloader.batch_size=1 on 2 processes: '
+        'decode_head.psp_modules.0 pool to 1x1 before a SyncBatchNorm, which cannot train on '
+        'one value per channel ("Expected more than 1 value per channel when training"); '
+        'set train_dataloader.batch_size=2 or more'
+    ]
+
+
+@pytest.mark.slow
+def test_the_same_error_at_the_same_iteration_is_not_restarted_again(small_run, tmp_path):
+    (tmp_path / 'planted_hook.py').write_text(PLANTED_HOOK)
+    config = tmp_path / 'planted.py'
+    config.write_text(
+        f'_base_ = [{str(small_run)!r}]\n'
+        "custom_imports = dict(imports=['mae_seg', 'planted_hook'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='PlantedFailureHook')]\n"
+    )
+    pythonpath = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get('PYTHONPATH')]))
+    run = dist_train(config, tmp_path / 'work', uuid.uuid4().hex, PYTHONPATH=pythonpath)
+    output, _ = run.communicate(timeout=300)
+    print(output[-6000:])
+    assert run.returncode == 2
+    restarts = re.findall(
+        r'^dist_train.sh: rank \d exited with status 1: restarting .*$', output, re.M
+    )
+    stops = re.findall(r'^train.py: error: .*$', output, re.M)
+    assert len(restarts) == 1
+    assert stops == [
+        'train.py: error: ValueError: planted failure at iteration 1, as in the attempt before '
+        'the restart: the error is deterministic; not restarting again'
+    ]
+    # The first attempt's tracebacks (one a failing rank) and nothing of the second.
+    assert 1 <= output.count('Traceback (most recent call last)') <= 2

@@ -114,6 +114,33 @@ def test_test_with_missing_checkpoint_is_one_line(run_config, capsys, tmp_path):
     assert 'iter_6.pth does not exist' in assert_one_error_line(capsys.readouterr(), 'test.py')
 
 
+def test_test_with_a_checkpoint_of_another_class_count_is_one_line(run_config, capsys, tmp_path):
+    """mmengine would load the rest, warn, and report the mIoU of a random classifier."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    init_default_scope('mmseg')
+    model = MODELS.build(Config.fromfile(str(run_config)).model)
+    checkpoint = tmp_path / 'five_classes.pth'
+    torch.save({'meta': {}, 'state_dict': model.state_dict()}, checkpoint)
+    three = ['model.decode_head.num_classes=3', 'model.auxiliary_head.num_classes=3']
+    argv = [str(run_config), str(checkpoint), '--work-dir', str(tmp_path), '--cfg-options']
+    assert load_tool('test').main(argv + three) == 2
+    line = assert_one_error_line(capsys.readouterr(), 'test.py')
+    assert line.startswith(f'test.py: error: checkpoint {checkpoint} does not fit the model of ')
+    assert 'decode_head.conv_seg.weight (5, 64, 1, 1) vs (3, 64, 1, 1)' in line
+    assert not list(tmp_path.glob('*/*.json'))  # no metrics written
+
+
+def test_batch_of_one_image_is_one_line_at_check_and_at_training(run_config, capsys, tmp_path):
+    argv = [str(run_config), '--work-dir', str(tmp_path), '--cfg-options']
+    for check in (['--check'], []):
+        assert load_tool('train').main(check + argv + ['train_dataloader.batch_size=1']) == 2
+        line = assert_one_error_line(capsys.readouterr(), 'train.py')
+        assert line.startswith('train.py: error: train_dataloader.batch_size=1 on 1 process: ')
+
+
 def test_cli_process_exits_2_without_traceback(run_config, tmp_path):
     result = run(
         [sys.executable, 'tools/train.py', str(run_config), '--work-dir', str(tmp_path),
@@ -219,3 +246,33 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(run_config, t
     max_diff = max((expected[k].float() - actual[k].float()).abs().max().item() for k in expected)
     print(f'max abs weight difference after resuming: {max_diff:.3g}')
     assert max_diff <= 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mode', ['whole', 'slide'])
+def test_test_tool_on_images_smaller_than_a_patch(run_config, tmp_path, capsys, mode):
+    """12-18 px images, no Resize: mmseg's model fails ("Kernel size can't be greater than
+    actual input size"); ours pads them and evaluates label maps of their own size."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    data_root = make_shapes_dataset(
+        tmp_path / 'ADEChallengeData2016', ShapesSpec(num_train=1, num_val=2, short_side=12)
+    )
+    init_default_scope('mmseg')
+    model = MODELS.build(Config.fromfile(str(run_config)).model)
+    checkpoint = tmp_path / 'model.pth'
+    torch.save({'meta': {}, 'state_dict': model.state_dict()}, checkpoint)
+    pipeline = [dict(type=t) for t in ('LoadImageFromFile', 'LoadAnnotations', 'PackSegInputs')]
+    config = tmp_path / 'no_resize.py'
+    dataset = dict(data_root=str(data_root), pipeline=pipeline)
+    config.write_text(
+        f'_base_ = [{str(run_config)!r}]\ntest_dataloader = dict(dataset={dataset!r})\n'
+    )
+    argv = [
+        str(config), str(checkpoint), '--work-dir', str(tmp_path / 'work'),
+        '--cfg-options', f'model.test_cfg.mode={mode}',
+    ]  # fmt: skip
+    assert load_tool('test').main(argv) == 0
+    assert re.search(r'mIoU: \d+\.\d+', capsys.readouterr().out)

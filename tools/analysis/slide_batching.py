@@ -7,7 +7,9 @@ Builds the config's segmentor twice with the same weights (the checkpoint's, els
 with seed 0): as mmseg's ``EncoderDecoder`` and as ``BatchedSlideEncoderDecoder``, runs
 slide inference on one random image of ``--size`` (with ``--scales``: on each scale of it,
 as test-time augmentation does, all scales' windows batched together), alternating the two,
-and prints the median and minimum time per image and the largest logit difference.
+and prints the median and minimum time per image and the largest logit difference. A view
+smaller than a window is padded to one first, as ``BatchedSlideEncoderDecoder`` pads it (mmseg
+would run a smaller window), so that both run the same windows.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ def build_pair(args: argparse.Namespace):
     return reference.to(args.device).eval(), batched.to(args.device).eval()
 
 
-def make_views(args: argparse.Namespace, preprocessor) -> list:
-    """The image (at each scale), normalised by the config's data preprocessor."""
+def make_views(args: argparse.Namespace, preprocessor, crop: tuple[int, int]) -> list:
+    """The image (at each scale), normalised by the config's data preprocessor and padded
+    at its bottom and right to at least one ``crop`` window."""
     import torch
     import torch.nn.functional as F
 
@@ -77,6 +80,9 @@ def make_views(args: argparse.Namespace, preprocessor) -> list:
         size = (round(height * scale), round(width * scale))
         scaled = F.interpolate(image[None].float(), size=size, mode='bilinear')[0].round()
         inputs = preprocessor(dict(inputs=[scaled.to(torch.uint8)]), False)['inputs']
+        padding = (0, max(crop[1] - size[1], 0), 0, max(crop[0] - size[0], 0))
+        inputs = F.pad(inputs, padding, value=preprocessor.pad_val)
+        size = tuple(inputs.shape[2:])
         views.append((inputs, [dict(ori_shape=size, img_shape=size, pad_shape=size)]))
     return views
 
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from mae_seg.models.segmentors import sliding_windows
 
     reference, batched = build_pair(args)
-    views = make_views(args, reference.data_preprocessor)
+    views = make_views(args, reference.data_preprocessor, tuple(reference.test_cfg.crop_size))
     images = [inputs for inputs, _ in views]
     metas = [meta for _, meta in views]
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ...checkpoint import extract_state_dict, load_checkpoint_file, summarize_keys
+from ...checkpoint.fit import check_state_dict_fits
 from ..layers.attention import RelPosAttention
 from ..layers.cache import GridCache
 from ..layers.positions import (
@@ -228,6 +229,18 @@ class MAEViT(BaseModule):
             whole-image mIoU of the quick start's model (README "Whole image or sliding
             windows"). Loading weights of another grid always stretches.
     """
+
+    # What a checkpoint may hold differently, for the one rule of mae_seg.checkpoint.fit:
+    # position tensors of another grid are fitted on load, mmseg's index buffer is derived,
+    # and MAE pretraining has no layer scales or relative position tables (BEiT's
+    # fine-tuning recipe starts them at init_values and zero).
+    LOAD_RESIZES = ('pos_embed', 'layers.*.attn.relative_position_bias_table')
+    LOAD_IGNORES = ('layers.*.attn.relative_position_index',)
+    PRETRAINING_LACKS = (
+        'layers.*.gamma_1',
+        'layers.*.gamma_2',
+        'layers.*.attn.relative_position_bias_table',
+    )
 
     def __init__(
         self,
@@ -459,25 +472,54 @@ class MAEViT(BaseModule):
             super().init_weights()
 
     def load_pretrained(self, path: str, prefix: str = '') -> None:
-        """Load encoder weights from ``path`` safely and log what did not match, once.
+        """Load encoder weights from ``path`` safely; refuse them unless they fit.
 
         Args:
             path: a checkpoint with MAEViT / mmseg ``MAE`` key names (see
                 ``tools/model_converters/mae2mmseg.py`` for other layouts).
             prefix: take only keys under this prefix, e.g. ``'backbone.'`` for a segmentor.
+
+        Raises:
+            CheckpointMismatchError: see :meth:`pretrained_state_dict`.
         """
-        state_dict = extract_state_dict(load_checkpoint_file(path), prefix=prefix)
-        # mmseg's order: position parameters fitted to this model, then a non-strict load.
-        state_dict = self.resize_abs_pos_embed(self.resize_rel_pos_embed(state_dict))
+        state_dict = self.pretrained_state_dict(path, prefix)
         result = self.load_state_dict(state_dict, strict=False)
         message = f'{type(self).__name__}: loaded {len(state_dict)} tensors from {path}'
         if result.missing_keys:
-            message += f'\n  missing ({len(result.missing_keys)}, left at their initial values): '
-            message += summarize_keys(result.missing_keys)
+            message += (
+                f'; not in the checkpoint, initialised for fine-tuning ({len(result.missing_keys)})'
+                f': {summarize_keys(result.missing_keys)}'
+            )
         if result.unexpected_keys:
-            message += f'\n  unexpected ({len(result.unexpected_keys)}, ignored): '
-            message += summarize_keys(result.unexpected_keys)
+            message += f'; ignored ({len(result.unexpected_keys)}): '
+            message += summarize_keys(result.unexpected_keys, max_items=5)
         print_log(message, logger='current')
+
+    def pretrained_state_dict(self, path: str, prefix: str = '') -> dict[str, torch.Tensor]:
+        """The tensors :meth:`load_pretrained` would load, checked against this model.
+
+        Works on a model built on the meta device (``train.py --check``): only shapes and
+        names are compared. Position tensors are fitted to this model's grid first.
+
+        Raises:
+            CheckpointError: the file cannot be read or has no key under ``prefix``.
+            CheckpointMismatchError: a tensor the encoder needs is missing (other than
+                ``PRETRAINING_LACKS``) or has another shape.
+        """
+        state_dict = extract_state_dict(load_checkpoint_file(path), prefix=prefix)
+        # mmseg's order: position parameters fitted to this model, then the load.
+        state_dict = self.resize_abs_pos_embed(self.resize_rel_pos_embed(state_dict))
+        where = f' under {prefix!r}' if prefix else ''
+        check_state_dict_fits(
+            state_dict,
+            self.state_dict(),
+            f'pretrained checkpoint {path}{where}',
+            fix='convert it with tools/model_converters/mae2mmseg.py, or fix the model '
+            'config (embed_dims, num_layers, patch_size, final_norm) to the checkpoint',
+            may_be_missing=self.PRETRAINING_LACKS,
+            may_be_unexpected=('*',),
+        )
+        return state_dict
 
     def resize_rel_pos_embed(self, checkpoint: dict) -> dict[str, torch.Tensor]:
         """mmseg's ``BEiT.resize_rel_pos_embed``: fit a checkpoint's bias tables to this model.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from mmseg.models import EncoderDecoder, SegTTAModel
 from mmseg.registry import MODELS
 
@@ -24,12 +25,48 @@ class BatchedSlideEncoderDecoder(EncoderDecoder):
     ``test_cfg.window_batch_size`` windows (default 8; 1 is mmseg's way) go together, and
     their logits are summed into the image in mmseg's order, so the result is mmseg's up to
     the rounding of batched kernels (tested against ``EncoderDecoder.slide_inference``).
+
+    An image smaller than the network takes (mmseg fails on it, e.g. "Kernel size can't be
+    greater than actual input size" for an image smaller than a patch) is padded at its
+    bottom and right, as mmseg pads training crops (``data_preprocessor.pad_val`` after
+    normalisation), to a window (``test_cfg.crop_size``) in slide mode, or in whole mode to
+    the training crop (``data_preprocessor.size``, else the backbone's ``img_size``); the
+    logits of the padding are cut off again. Larger images are run as in mmseg.
     Arguments, training and state dicts are those of ``EncoderDecoder``.
     """
 
     @property
     def window_batch_size(self) -> int:
         return int(self.test_cfg.get('window_batch_size', DEFAULT_WINDOW_BATCH_SIZE))
+
+    def whole_inference(self, inputs: torch.Tensor, batch_img_metas: list[dict]) -> torch.Tensor:
+        """``(B, C_in, H, W)`` images -> ``(B, num_classes, H, W)`` logits, small images padded."""
+        height, width = inputs.shape[2:]
+        padded = self._pad_to(inputs, self._whole_min_size())
+        if padded is inputs:
+            return super().whole_inference(inputs, batch_img_metas)
+        # decode_head resizes its logits to img_shape: the padded size, then cut.
+        metas = [dict(meta, img_shape=tuple(padded.shape[2:])) for meta in batch_img_metas]
+        return super().whole_inference(padded, metas)[:, :, :height, :width]
+
+    def _whole_min_size(self) -> tuple[int, int] | None:
+        """The training crop: the smallest input whole inference is sure to take."""
+        size = getattr(self.data_preprocessor, 'size', None)
+        if size is None:
+            size = getattr(self.backbone, 'img_size', None)
+        if size is None:
+            return None
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    def _pad_to(self, inputs: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
+        """``inputs`` padded at the bottom and right to at least ``size`` (itself if there)."""
+        if size is None:
+            return inputs
+        pad_h, pad_w = max(size[0] - inputs.shape[2], 0), max(size[1] - inputs.shape[3], 0)
+        if not (pad_h or pad_w):
+            return inputs
+        value = getattr(self.data_preprocessor, 'pad_val', 0)
+        return F.pad(inputs, (0, pad_w, 0, pad_h), value=value)
 
     def slide_inference(self, inputs: torch.Tensor, batch_img_metas: list[dict]) -> torch.Tensor:
         """``(B, C_in, H, W)`` images -> ``(B, num_classes, H, W)`` averaged window logits."""
@@ -46,9 +83,12 @@ class BatchedSlideEncoderDecoder(EncoderDecoder):
             img_metas: the ``B_i`` meta dicts of each.
 
         Returns:
-            ``(B_i, num_classes, H_i, W_i)`` logits of each, as ``slide_inference`` gives.
+            ``(B_i, num_classes, H_i, W_i)`` logits of each, as ``slide_inference`` gives;
+            images smaller than a window are padded to one, their logits cut back.
         """
         crop, stride = self.test_cfg.crop_size, self.test_cfg.stride
+        sizes = [tuple(image.shape[2:]) for image in images]
+        images = [self._pad_to(image, crop) for image in images]
         sums = [x.new_zeros((x.shape[0], self.out_channels, *x.shape[2:])) for x in images]
         counts = [x.new_zeros((x.shape[0], 1, *x.shape[2:])) for x in images]
         # Windows of one size can share a batch; an image's windows all have one size, and
@@ -72,7 +112,10 @@ class BatchedSlideEncoderDecoder(EncoderDecoder):
                     sums[i][:, :, y1:y2, x1:x2] += logits[start : start + batch]
                     counts[i][:, :, y1:y2, x1:x2] += 1
                     start += batch
-        return [total / count for total, count in zip(sums, counts)]
+        return [
+            (total / count)[:, :, :height, :width]
+            for total, count, (height, width) in zip(sums, counts, sizes)
+        ]
 
     def _chunks(self, jobs: list, images: Sequence[torch.Tensor]) -> list[list]:
         """Consecutive jobs with at most ``window_batch_size`` crops each (at least one job)."""
