@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import folder_config, write_pair
+from folder_data import folder_config, write_pair
 from mmengine.registry import init_default_scope
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
