@@ -12,6 +12,7 @@ from mae_seg.models.layers.positions import (
     rel_pos_grid_from_table_size,
     rel_pos_table_size,
     relative_position_index,
+    relative_position_index_rows,
     resize_abs_pos_embed,
     resize_rel_pos_bias_table,
 )
@@ -24,6 +25,24 @@ def test_index_matches_mmseg_beit(grid):
     reference = BEiTAttention(embed_dims=8, num_heads=2, window_size=grid, bias=True)
     assert torch.equal(relative_position_index(grid), reference.relative_position_index)
     assert reference.relative_position_bias_table.shape[0] == rel_pos_table_size(grid)
+
+
+@pytest.mark.parametrize('grid', [(1, 1), (4, 4), (3, 5), (7, 2)])
+def test_index_rows_equal_those_of_the_whole_index(grid):
+    index = relative_position_index(grid)
+    tokens = index.shape[0]
+    for start in range(tokens):
+        for stop in range(start + 1, tokens + 1):
+            rows = relative_position_index_rows(grid, start, stop)
+            assert torch.equal(rows, index[start:stop]), (start, stop)
+
+
+def test_index_rows_are_written_into_out():
+    index = relative_position_index((3, 5))
+    out = torch.full((3 * 16,), -1, dtype=torch.long)
+    rows = relative_position_index_rows((3, 5), 0, 3, out=out)
+    assert rows.data_ptr() == out.data_ptr()
+    assert torch.equal(out.view(3, 16), index[:3])
 
 
 def test_index_maps_equal_offsets_to_one_entry():

@@ -1,5 +1,6 @@
 """Attention with a learned bias: the path each call takes, and values and gradients of every
-path against the written-out formula and mmseg's MAE."""
+path against the written-out formula and mmseg's MAE; whole-image inference without an
+``N x N`` tensor."""
 
 import types
 
@@ -11,12 +12,14 @@ from mae_seg.models import MAEViT
 from mae_seg.models.layers import sdpa
 from mae_seg.models.layers.attention import RelPosAttention
 from mae_seg.models.layers.positions import relative_position_index
+from mae_seg.models.layers.rel_pos_index import RelPosIndex
 from mae_seg.models.layers.sdpa import (
     ATTENTION_PATHS,
     AttentionWorkspace,
     attention_with_rel_pos_bias,
     choose_attention_path,
     gather_bias,
+    use_attention_path,
 )
 
 TINY = dict(embed_dims=96, num_layers=4, num_heads=3, out_indices=[1, 3])
@@ -158,6 +161,14 @@ def test_the_model_runs_the_chosen_path(monkeypatch):
     model.eval()
     with torch.no_grad():
         model(images)
+    assert taken == ['blockwise_sdpa'] * 4
+    taken.clear()
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        model(images)
+    assert taken == ['blockwise_sdpa'] * 4
+    taken.clear()
+    with torch.no_grad(), use_attention_path('fused_sdpa'):
+        model(images)
     assert taken == ['fused_sdpa'] * 4
     taken.clear()
     dropout = MAEViT(img_size=64, attn_drop_rate=0.1, **TINY).train()
@@ -251,3 +262,158 @@ def test_inference_without_autograd_equals_with_it():
     with_grad = model(images)
     for a, e in zip(without, with_grad):
         torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+# -- whole-image inference: the bias per block of queries ----------------------------------
+
+
+@pytest.mark.parametrize('device', [CPU, CUDA])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16, torch.float16])
+def test_without_autograd_every_device_and_dtype_takes_the_blockwise_path(device, dtype):
+    with torch.no_grad():
+        assert choose_attention_path(device, dtype, False, 0.0) == 'blockwise_sdpa'
+        # Attention dropout (training mode under no_grad) needs SDPA's own dropout.
+        assert choose_attention_path(device, dtype, False, 0.1) == 'fused_sdpa'
+    with torch.inference_mode():
+        assert choose_attention_path(device, dtype, False, 0.0) == 'blockwise_sdpa'
+    # A frozen table with autograd on keeps today's path.
+    assert choose_attention_path(device, dtype, False, 0.0) == 'fused_sdpa'
+
+
+@pytest.mark.parametrize('tracing', ['is_compiling', 'is_exporting'])
+def test_traced_inference_takes_the_dense_path(monkeypatch, tracing):
+    """Compile and export get one graph for any input size: the dense gather, not a Python
+    loop over blocks unrolled for one size."""
+    monkeypatch.setattr(torch.compiler, tracing, lambda: True)
+    with torch.no_grad():
+        assert choose_attention_path(CPU, torch.float32, False, 0.0) == 'fused_sdpa'
+
+
+def test_a_forced_path_wins_and_an_unknown_one_is_refused():
+    with use_attention_path('cpu_formula'):
+        assert choose_attention_path(CPU, torch.float32, False, 0.0) == 'cpu_formula'
+    with torch.no_grad():
+        assert choose_attention_path(CPU, torch.float32, False, 0.0) == 'blockwise_sdpa'
+    with pytest.raises(ValueError, match="attention path 'dense' is not one of"):
+        with use_attention_path('dense'):
+            pass
+
+
+@pytest.mark.parametrize('block_rows', [1, 4, 7, 17, 512])
+@pytest.mark.parametrize('batch', [1, 3])
+def test_blockwise_matches_the_formula_with_and_without_autograd(monkeypatch, block_rows, batch):
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', block_rows)
+    ours, index = table_leaves(batch)
+    expected, _ = table_leaves(batch)
+    with torch.no_grad():
+        without = ATTENTION_PATHS['blockwise_sdpa'](*ours, index, 0.0, AttentionWorkspace())
+    out = ATTENTION_PATHS['blockwise_sdpa'](*ours, index, 0.0, None)
+    reference = reference_with_table(*expected, index)
+    torch.testing.assert_close(without, reference, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out, reference, rtol=0, atol=1e-5)
+    grad = torch.randn(reference.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(grad)
+    reference.backward(grad)
+    for name, a, e in zip('qkvt', ours, expected):
+        torch.testing.assert_close(a.grad, e.grad, rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize('grid', [(3, 5), (6, 4)])
+def test_blockwise_rows_from_the_grid_equal_the_dense_path(monkeypatch, grid):
+    """Index rows computed per block, bias cast to bf16 through the workspace."""
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', 5)
+    lazy, dense = RelPosIndex(grid, CPU), relative_position_index(grid)
+    tokens = dense.shape[0]
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, tokens, 8, generator=generator) for _ in range(3))
+    table = torch.randn(3, int(dense.max()) + 1, generator=generator)
+    with torch.no_grad():
+        for dtype, atol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+            args = [t.to(dtype) for t in (q, k, v)] + [table]
+            out = ATTENTION_PATHS['blockwise_sdpa'](*args, lazy, 0.0, AttentionWorkspace())
+            expected = ATTENTION_PATHS['fused_sdpa'](*args[:3], table.to(dtype), dense, 0.0, None)
+            assert out.dtype == dtype
+            torch.testing.assert_close(out.float(), expected.float(), rtol=0, atol=atol)
+    assert not lazy.is_dense
+
+
+@pytest.mark.parametrize('block_rows', [3, 16, 512])
+def test_blockwise_inference_matches_mmseg_at_the_native_grid(monkeypatch, block_rows):
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', block_rows)
+    reference = randomize_(MAE(img_size=(64, 96), **TINY))
+    reference.eval()
+    ours = MAEViT(img_size=(64, 96), **TINY).eval()
+    ours.load_state_dict(reference.state_dict())
+    taken = record_paths(monkeypatch)
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        expected, actual = reference(images), ours(images)
+    assert taken == ['blockwise_sdpa'] * 4
+    for e, a in zip(expected, actual):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('size', [(96, 160), (160, 48)])
+def test_blockwise_inference_equals_the_dense_path_off_the_native_grid(monkeypatch, size):
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', 9)
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    images = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        blockwise = model(images)
+        with use_attention_path('fused_sdpa'):
+            dense = model(images)
+    for a, e in zip(blockwise, dense):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+def largest_tensor_of(function):
+    """``function()``'s result and the most elements any tensor made while it ran had
+    (every op's outputs, allocations included: ``torch.empty`` is an op too)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LargestOutput(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in torch.utils._pytree.tree_leaves(out):
+                if isinstance(tensor, torch.Tensor):
+                    self.largest = max(self.largest, tensor.numel())
+            return out
+
+    with LargestOutput() as mode:
+        result = function()
+    return result, mode.largest
+
+
+def test_whole_image_inference_makes_no_tensor_of_n_squared_elements(monkeypatch):
+    """The memory claim, checked structurally: at 24x24 tokens (N = 577) with 64-query
+    blocks, no tensor of the forward pass reaches N^2 elements (the FFN's hidden
+    activations, 4 x 96 x N, are the largest); the dense path makes heads x N^2."""
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', 64)
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    images = torch.randn(1, 3, 384, 384)
+    tokens = 1 + 24 * 24
+    with torch.no_grad():
+        blockwise, largest = largest_tensor_of(lambda: model(images))
+        assert largest < tokens * tokens
+        with use_attention_path('fused_sdpa'):
+            dense, largest_dense = largest_tensor_of(lambda: model(images))
+    assert largest_dense >= 3 * tokens * tokens
+    (entry,) = model._grid_cache._entries.values()
+    assert entry.rel_pos_index.is_dense  # built by the dense run, not before
+    for a, e in zip(blockwise, dense):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+def test_blockwise_inference_builds_no_dense_index(monkeypatch):
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', 64)
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 160, 96))
+        model(torch.randn(1, 3, 64, 64))
+    assert len(model._grid_cache) == 2
+    assert not any(e.rel_pos_index.is_dense for e in model._grid_cache._entries.values())
+    model.train()
+    model(torch.randn(1, 3, 64, 64))  # training reads the whole index
+    assert model._grid_cache.get(((4, 4), CPU), None).rel_pos_index.is_dense

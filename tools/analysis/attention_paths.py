@@ -7,7 +7,10 @@ the same relative-position-biased attention of one ViT layer (batch, heads, 1 + 
 table's gradient (``train``), under autocast where asked. Peak memory is CUDA's
 ``max_memory_allocated`` above the inputs. It is how the CUDA rule of
 ``choose_attention_path`` is decided: FlexAttention (``flex_table``, the bias read from its
-table in the kernel) against SDPA with the gathered bias (``fused_sdpa``).
+table in the kernel) against SDPA with the gathered bias (``fused_sdpa``); and the
+inference rule: ``blockwise_sdpa`` (the bias gathered per block of queries from index rows
+computed on the fly) against ``fused_sdpa`` (the whole bias from a cached index). Inference
+steps reuse one scratch workspace per path, as MAEViT's forward does.
 
     python tools/analysis/attention_paths.py --device cuda --arch vit-b vit-l --batch 2 4
 """
@@ -24,19 +27,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarking.measure import time_interleaved  # noqa: E402
 
-from mae_seg.models.layers.positions import relative_position_index  # noqa: E402
-from mae_seg.models.layers.sdpa import ATTENTION_PATHS  # noqa: E402
+from mae_seg.models.layers.rel_pos_index import RelPosIndex  # noqa: E402
+from mae_seg.models.layers.sdpa import ATTENTION_PATHS, AttentionWorkspace  # noqa: E402
 
 HEADS = {'vit-b': 12, 'vit-l': 16}
 HEAD_DIMS = 64
 # Paths that have no backward on the CPU, or that are CPU-only.
 CPU_ONLY = {'cpu_formula', 'cpu_table_recompute'}
 CUDA_TRAINING_ONLY = {'flex_table'}
+# Paths chosen only without autograd.
+INFERENCE_ONLY = {'blockwise_sdpa'}
 
 
 def paths_for(device: str, training: bool) -> list[str]:
     """The paths worth timing on ``device``."""
-    names = sorted(ATTENTION_PATHS)
+    names = sorted(n for n in ATTENTION_PATHS if not (training and n in INFERENCE_ONLY))
     if device == 'cuda':
         return [n for n in names if n not in CPU_ONLY]
     return [n for n in names if not (training and n in CUDA_TRAINING_ONLY)]
@@ -52,22 +57,28 @@ def make_step(
     training: bool,
 ):
     """A closure running one attention call (and its backward when ``training``)."""
-    index = relative_position_index(grid).to(device)
-    tokens = index.shape[0]
+    # The blockwise path computes its index rows as MAEViT's inference does; the others
+    # read the whole index, built here once as MAEViT caches it.
+    index = RelPosIndex(grid, device)
+    tokens = index.num_tokens
+    if path != 'blockwise_sdpa':
+        index = index.dense()
     generator = torch.Generator(device=device).manual_seed(0)
     q, k, v = (
         torch.randn(batch, heads, tokens, HEAD_DIMS, device=device, generator=generator)
         for _ in range(3)
     )
-    table = torch.randn(heads, int(index.max()) + 1, device=device, generator=generator) * 0.1
+    entries = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
+    table = torch.randn(heads, entries, device=device, generator=generator) * 0.1
     leaves = [t.requires_grad_(training) for t in (q, k, v, table)]
     autocast = torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32)
     function = ATTENTION_PATHS[path]
+    workspace = None if training else AttentionWorkspace()
 
     def step():
         with autocast, torch.set_grad_enabled(training):
             query, key, value = (t.to(dtype) for t in leaves[:3])
-            out = function(query, key, value, leaves[3].to(dtype), index, 0.0, None)
+            out = function(query, key, value, leaves[3].to(dtype), index, 0.0, workspace)
             if training:
                 out.float().sum().backward()
 

@@ -3,15 +3,19 @@ function per path.
 
 Every path computes ``softmax(query @ key^T / sqrt(D) + bias) @ value`` with
 ``bias[h, i, j] = table[h, index[i, j]]``, shared by the images of the batch. They differ in
-speed and in what they keep for backward; :func:`choose_attention_path` says which one runs
-where, and why. A new path is one more function in :data:`ATTENTION_PATHS` and one more
-rule in :func:`choose_attention_path`; ``'flex_table'`` (FlexAttention) is in the table but
-has no rule yet: ``tools/analysis/attention_paths.py`` measures it against the others.
+speed, in the memory they need and in what they keep for backward;
+:func:`choose_attention_path` says which one runs where, and why. A new path is one more
+function in :data:`ATTENTION_PATHS` and one more rule in :func:`choose_attention_path`;
+``'flex_table'`` (FlexAttention) is in the table but has no rule yet:
+``tools/analysis/attention_paths.py`` measures it against the others.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+from collections.abc import Iterator
 from typing import Callable
 
 import torch
@@ -20,20 +24,35 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .flex import flex_attention_with_bias_table
+from .rel_pos_index import RelPosIndex, dense_index, index_rows, num_index_tokens
 
 __all__ = [
     'ATTENTION_PATHS',
+    'QUERY_BLOCK_ROWS',
     'AttentionWorkspace',
     'attention_with_rel_pos_bias',
     'choose_attention_path',
     'cpu_flash_kernel_available',
     'gather_bias',
+    'use_attention_path',
 ]
 
 FUSED_SDPA = 'fused_sdpa'
+BLOCKWISE_SDPA = 'blockwise_sdpa'
 CPU_FORMULA = 'cpu_formula'
 CPU_TABLE_RECOMPUTE = 'cpu_table_recompute'
 FLEX_TABLE = 'flex_table'
+
+#: Queries per block of ``'blockwise_sdpa'``, per device type: its bias block is
+#: ``heads x rows x N``, linear in the tokens ``N``. CUDA
+#: (not measured here): 1,024 rows keep the memory-efficient kernel's grid of 64-row query
+#: tiles as wide as ``heads x 16`` per image, and a grid up to 32x32 tokens is one block,
+#: today's dense work.
+QUERY_BLOCK_ROWS = {'cpu': 256, 'cuda': 1024}
+
+_FORCED_PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    'mae_seg_forced_attention_path', default=None
+)
 
 
 class AttentionWorkspace:
@@ -87,12 +106,48 @@ def cpu_flash_kernel_available() -> bool:
     return logsumexp.shape == (1, 1, 3) and torch.allclose(out, expected, atol=1e-5)
 
 
+@contextlib.contextmanager
+def use_attention_path(name: str) -> Iterator[None]:
+    """Run every attention call of this block on path ``name``, whatever the conditions
+    (as torch's ``sdpa_kernel`` picks SDPA's backend): to compare paths in benchmarks and
+    tests.
+
+    Raises:
+        ValueError: ``name`` is not in :data:`ATTENTION_PATHS`.
+    """
+    if name not in ATTENTION_PATHS:
+        raise ValueError(f'attention path {name!r} is not one of {sorted(ATTENTION_PATHS)}')
+    token = _FORCED_PATH.set(name)
+    try:
+        yield
+    finally:
+        _FORCED_PATH.reset(token)
+
+
+def _tracing() -> bool:
+    """Whether a graph is being traced (``torch.compile``, ``torch.export``, TorchScript or
+    ONNX export): a Python loop over blocks would be unrolled for one input size."""
+    return (
+        torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+    )
+
+
 def choose_attention_path(
     device: torch.device, dtype: torch.dtype, needs_grad: bool, dropout_p: float
 ) -> str:
     """The name of the :data:`ATTENTION_PATHS` entry for these conditions.
 
-    - No gradient for the bias table (inference, a frozen table), any CUDA call, or
+    - Inside :func:`use_attention_path`: the path it names.
+    - Autograd off (inference), no attention dropout, eager, on any device and in any
+      dtype: ``'blockwise_sdpa'``, SDPA per block of queries with the bias of that block
+      gathered from index rows computed on the fly, so that no ``N x N`` bias or index
+      exists (whole-image inference on large images needs memory linear in the pixels).
+      Traced graphs (compile, export) take ``'fused_sdpa'``, which every exporter can
+      express for any input size.
+    - No gradient for the bias table (a frozen table), any CUDA call, or
       attention dropout: ``'fused_sdpa'``, ``F.scaled_dot_product_attention`` with the
       gathered bias as its float mask. On CUDA the memory-efficient kernel takes a mask
       that needs a gradient; without one the CPU's flash kernel is the fastest there is,
@@ -116,6 +171,11 @@ def choose_attention_path(
         needs_grad: autograd is on and the bias table requires a gradient.
         dropout_p: dropout on the attention weights.
     """
+    forced = _FORCED_PATH.get()
+    if forced is not None:
+        return forced
+    if not torch.is_grad_enabled() and dropout_p == 0.0 and not _tracing():
+        return BLOCKWISE_SDPA
     if not needs_grad or device.type != 'cpu' or dropout_p > 0.0:
         return FUSED_SDPA
     if dtype != torch.float32 or torch.compiler.is_compiling():
@@ -167,6 +227,77 @@ def fused_sdpa(
     """``F.scaled_dot_product_attention`` with the gathered bias as its float mask."""
     bias = gather_bias(table, index, query.dtype, workspace)
     return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=dropout_p)
+
+
+def blockwise_sdpa(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    table: Tensor,
+    index: Tensor | RelPosIndex,
+    dropout_p: float,
+    workspace: AttentionWorkspace | None,
+) -> Tensor:
+    """``F.scaled_dot_product_attention`` block by block of queries, each block with the
+    bias of its rows as its float mask.
+
+    The ``N`` queries are split into equal blocks of at most :data:`QUERY_BLOCK_ROWS`; a
+    block's index rows come from :meth:`RelPosIndex.rows` (arithmetic on the grid) and its
+    bias from one ``index_select``: memory ``heads x rows x N``, reused from block to block
+    and layer to layer without autograd. With autograd each block gets fresh tensors, so
+    that its gradients are right. No dropout.
+    """
+    if dropout_p > 0.0:
+        raise ValueError('the blockwise_sdpa attention path has no attention dropout')
+    tokens = query.shape[-2]
+    max_rows = QUERY_BLOCK_ROWS.get(query.device.type, QUERY_BLOCK_ROWS['cuda'])
+    num_blocks = -(-tokens // max_rows)
+    rows = -(-tokens // num_blocks)
+    if torch.is_grad_enabled():
+        workspace = None  # a reused buffer would be overwritten before backward reads it
+    elif workspace is None:
+        workspace = AttentionWorkspace()
+    # (B, N, heads, D) memory seen as (B, heads, N, D): the caller's transpose back to
+    # (B, N, C) is then free.
+    batch, heads, _, dims = query.shape
+    out = query.new_empty(batch, tokens, heads, dims).transpose(1, 2)
+    for start in range(0, tokens, rows):
+        stop = min(start + rows, tokens)
+        bias = _gather_bias_rows(table, index, start, stop, query.dtype, workspace, rows)
+        out[:, :, start:stop] = F.scaled_dot_product_attention(
+            query[:, :, start:stop], key, value, attn_mask=bias
+        )
+    return out
+
+
+def _gather_bias_rows(
+    table: Tensor,
+    index: Tensor | RelPosIndex,
+    start: int,
+    stop: int,
+    dtype: torch.dtype,
+    workspace: AttentionWorkspace | None,
+    max_rows: int,
+) -> Tensor:
+    """The bias of query rows ``start:stop``, ``(1, heads, rows, N)`` in ``dtype``; in the
+    workspace's flat buffers for ``max_rows`` rows where one is given (the last, shorter
+    block uses their beginning)."""
+    heads, tokens = table.shape[0], num_index_tokens(index)
+    shape = (1, heads, stop - start, tokens)
+    size = (stop - start) * tokens
+    if workspace is None:
+        flat_rows = index_rows(index, start, stop).reshape(-1)
+        return table.index_select(1, flat_rows).view(shape).to(dtype)
+    device = table.device
+    scratch = workspace.get('index_rows', (max_rows * tokens,), torch.long, device)[:size]
+    flat_rows = index_rows(index, start, stop, out=scratch).reshape(-1)
+    gathered = workspace.get('bias_rows', (heads, max_rows * tokens), table.dtype, device)
+    gathered = gathered.view(-1)[: heads * size].view(heads, size)
+    torch.index_select(table, 1, flat_rows, out=gathered)
+    if dtype == table.dtype:
+        return gathered.view(shape)
+    cast = workspace.get('bias_rows_cast', (heads * max_rows * tokens,), dtype, device)
+    return cast[: heads * size].view(shape).copy_(gathered.view(shape))
 
 
 def cpu_formula(
@@ -222,6 +353,7 @@ AttentionPath = Callable[..., torch.Tensor]
 #: :func:`attention_with_rel_pos_bias` does.
 ATTENTION_PATHS: dict[str, AttentionPath] = {
     FUSED_SDPA: fused_sdpa,
+    BLOCKWISE_SDPA: blockwise_sdpa,
     CPU_FORMULA: cpu_formula,
     CPU_TABLE_RECOMPUTE: cpu_table_recompute,
     FLEX_TABLE: flex_table,
@@ -233,7 +365,7 @@ def attention_with_rel_pos_bias(
     key: torch.Tensor,
     value: torch.Tensor,
     table: torch.Tensor,
-    index: torch.Tensor,
+    index: torch.Tensor | RelPosIndex,
     dropout_p: float = 0.0,
     workspace: AttentionWorkspace | None = None,
 ) -> torch.Tensor:
@@ -244,7 +376,8 @@ def attention_with_rel_pos_bias(
     Args:
         query, key, value: ``(B, heads, N, D)``.
         table: ``(heads, T)``, head-major.
-        index: ``(N, N)`` integer entries in ``[0, T)``.
+        index: ``(N, N)`` integer entries in ``[0, T)``, or a :class:`RelPosIndex` that
+            builds them only for the paths that read them all.
         dropout_p: dropout on the attention weights.
         workspace: scratch shared across layers; only without autograd.
 
@@ -253,6 +386,8 @@ def attention_with_rel_pos_bias(
     """
     needs_grad = torch.is_grad_enabled() and table.requires_grad
     path = choose_attention_path(query.device, query.dtype, needs_grad, dropout_p)
+    if path != BLOCKWISE_SDPA:
+        index = dense_index(index)
     return ATTENTION_PATHS[path](query, key, value, table, index, dropout_p, workspace)
 
 
