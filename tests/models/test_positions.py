@@ -9,10 +9,10 @@ from mae_seg.models.layers.positions import (
     fit_abs_pos_embed,
     fit_rel_pos_bias_table,
     parse_position_fit,
+    rel_pos_bias_grid_view,
     rel_pos_grid_from_table_size,
     rel_pos_table_size,
     relative_position_index,
-    relative_position_index_rows,
     resize_abs_pos_embed,
     resize_rel_pos_bias_table,
 )
@@ -28,21 +28,17 @@ def test_index_matches_mmseg_beit(grid):
 
 
 @pytest.mark.parametrize('grid', [(1, 1), (4, 4), (3, 5), (7, 2)])
-def test_index_rows_equal_those_of_the_whole_index(grid):
-    index = relative_position_index(grid)
-    tokens = index.shape[0]
-    for start in range(tokens):
-        for stop in range(start + 1, tokens + 1):
-            rows = relative_position_index_rows(grid, start, stop)
-            assert torch.equal(rows, index[start:stop]), (start, stop)
-
-
-def test_index_rows_are_written_into_out():
-    index = relative_position_index((3, 5))
-    out = torch.full((3 * 16,), -1, dtype=torch.long)
-    rows = relative_position_index_rows((3, 5), 0, 3, out=out)
-    assert rows.data_ptr() == out.data_ptr()
-    assert torch.equal(out.view(3, 16), index[:3])
+def test_grid_view_of_the_table_is_the_gathered_bias_with_keys_reversed(grid):
+    index = relative_position_index(grid)[1:, 1:]
+    table = torch.randn(3, rel_pos_table_size(grid))
+    view = rel_pos_bias_grid_view(table, grid)
+    tokens = grid[0] * grid[1]
+    assert view.data_ptr() == table.data_ptr()  # a view, no copy
+    expected = table[:, index].flip(-1)  # keys in reverse order
+    assert torch.equal(view.reshape(3, tokens, tokens), expected)
+    transposed = table.t().contiguous().t()  # same values, entries 3 apart in memory
+    strided = rel_pos_bias_grid_view(transposed, grid)
+    assert torch.equal(strided.reshape(3, tokens, tokens), expected)
 
 
 def test_index_maps_equal_offsets_to_one_entry():

@@ -13,11 +13,14 @@ computed on the fly) against ``fused_sdpa`` (the whole bias from a cached index)
 steps reuse one scratch workspace per path, as MAEViT's forward does.
 
     python tools/analysis/attention_paths.py --device cuda --arch vit-b vit-l --batch 2 4
+    python tools/analysis/attention_paths.py --size 512 768 1024 --batch 1 --dtype fp32 \\
+        --tasks infer --paths blockwise_sdpa   # the CPU inference rule
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from pathlib import Path
@@ -101,7 +104,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--arch', nargs='+', choices=sorted(HEADS), default=['vit-b'])
-    parser.add_argument('--size', type=int, default=512, help='image side (512: 32x32 tokens)')
+    parser.add_argument(
+        '--size', type=int, nargs='+', default=[512], help='image sides (512: 32x32 tokens)'
+    )
     parser.add_argument('--batch', type=int, nargs='+', default=[2])
     parser.add_argument(
         '--dtype',
@@ -109,6 +114,12 @@ def parse_args(argv):
         nargs='+',
         default=['fp16'],
         help='autocast dtype (fp32: none)',
+    )
+    parser.add_argument(
+        '--tasks', choices=['infer', 'train'], nargs='+', default=['infer', 'train']
+    )
+    parser.add_argument(
+        '--paths', nargs='+', choices=sorted(ATTENTION_PATHS), help='(default: all for the device)'
     )
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--rounds', type=int, default=20)
@@ -121,38 +132,37 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     dtypes = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16)
-    grid = (args.size // 16, args.size // 16)
     sync = torch.cuda.synchronize if args.device == 'cuda' else (lambda: None)
-    tokens = grid[0] * grid[1] + 1
     print(
-        f'attention paths, {args.device}, torch {torch.__version__}; {tokens} tokens, '
-        f'{HEAD_DIMS} dims a head; {args.warmup} warm-up + {args.rounds} timed calls, '
-        'alternating'
+        f'attention paths, {args.device}, torch {torch.__version__}, '
+        f'{torch.get_num_threads()} threads; {HEAD_DIMS} dims a head; {args.warmup} warm-up '
+        f'+ {args.rounds} timed calls, alternating'
     )
-    print(f'{"case":<28}{"path":<22}{"median ms":>10}{"min ms":>9}{"vs fused":>9}{"peak MiB":>10}')
-    for arch in args.arch:
-        for batch in args.batch:
-            for dtype_name in args.dtype:
-                for training in (False, True):
-                    case = f'{arch} b{batch} {dtype_name} {"train" if training else "infer"}'
-                    names = paths_for(args.device, training)
-                    steps = {
-                        n: make_step(
-                            n, batch, HEADS[arch], grid, args.device, dtypes[dtype_name], training
-                        )
-                        for n in names
-                    }
-                    times, _ = time_interleaved(steps, args.warmup, args.rounds, sync)
-                    medians = {n: statistics.median(t) for n, t in times.items()}
-                    for name in names:
-                        peak = peak_mib(steps[name], args.device)
-                        ratio = medians['fused_sdpa'] / medians[name]
-                        print(
-                            f'{case:<28}{name:<22}{medians[name] * 1e3:>10.2f}'
-                            f'{min(times[name]) * 1e3:>9.2f}{ratio:>8.2f}x'
-                            f'{"" if peak is None else f"{peak:>10.0f}"}'
-                        )
-                        case = ''
+    print(f'{"case":<36}{"path":<22}{"median ms":>10}{"min ms":>9}{"vs fused":>9}{"peak MiB":>10}')
+    for side, arch, batch, dtype_name, task in itertools.product(
+        args.size, args.arch, args.batch, args.dtype, args.tasks
+    ):
+        grid, training = (side // 16, side // 16), task == 'train'
+        case = f'{side}px {1 + grid[0] * grid[1]}tok {arch} b{batch} {dtype_name} {task}'
+        names = paths_for(args.device, training)
+        if args.paths:
+            names = [n for n in names if n in args.paths or n == 'fused_sdpa']
+        steps = {
+            n: make_step(n, batch, HEADS[arch], grid, args.device, dtypes[dtype_name], training)
+            for n in names
+        }
+        times, _ = time_interleaved(steps, args.warmup, args.rounds, sync)
+        medians = {n: statistics.median(t) for n, t in times.items()}
+        for name in names:
+            peak = peak_mib(steps[name], args.device)
+            ratio = medians['fused_sdpa'] / medians[name]
+            print(
+                f'{case:<36}{name:<22}{medians[name] * 1e3:>10.2f}'
+                f'{min(times[name]) * 1e3:>9.2f}{ratio:>8.2f}x'
+                f'{"" if peak is None else f"{peak:>10.0f}"}',
+                flush=True,
+            )
+            case = ''
     print('vs fused: median of fused_sdpa / median of the path (above 1: faster).')
     return 0
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Callable
 
 import torch

@@ -30,7 +30,7 @@ __all__ = [
     'fit_rel_pos_bias_table',
     'parse_position_fit',
     'relative_position_index',
-    'relative_position_index_rows',
+    'rel_pos_bias_grid_view',
     'rel_pos_table_size',
     'rel_pos_grid_from_table_size',
     'resize_rel_pos_bias_table',
@@ -91,49 +91,32 @@ def relative_position_index(grid: Grid) -> torch.Tensor:
     return index
 
 
-def relative_position_index_rows(
-    grid: Grid,
-    start: int,
-    stop: int,
-    device: torch.device | None = None,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Rows ``start:stop`` of :func:`relative_position_index`, without the other rows.
+def rel_pos_bias_grid_view(table: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """The token-to-token part of a head-major bias table as a view over query and key
+    positions, with the keys in reverse order: no copy, no index.
 
-    For grid tokens ``i`` at ``(r_i, c_i)`` and ``j`` at ``(r_j, c_j)`` the entry
-    ``(r_i - r_j + H - 1) * (2W - 1) + (c_i - c_j + W - 1)`` splits into ``a_i - b_j``
-    with ``a_i = (r_i + H - 1) * (2W - 1) + c_i + W - 1`` and ``b_j = r_j * (2W - 1) + c_j``,
-    so a block of rows is one subtraction of two vectors: ``(stop - start) * N`` entries,
-    never ``N * N``.
+    The bias of query ``(r, c)`` and key ``(r', c')`` is entry
+    ``(r - r' + H - 1) * (2W - 1) + (c - c' + W - 1)``; for the key ``(H-1-r', W-1-c')``
+    it is ``(r + r') * (2W - 1) + (c + c')``, which grows with each of the four
+    coordinates, so it is a strided view of the table.
 
     Args:
+        table: ``(heads, rel_pos_table_size(grid))``, head-major, any strides.
         grid: token grid ``(H, W)``.
-        start, stop: query tokens, ``0 <= start < stop <= 1 + H*W``; token 0 is the cls token.
-        device: where to build the rows.
-        out: a contiguous LongTensor of ``(stop - start) * N`` entries to write them into.
 
     Returns:
-        LongTensor ``(stop - start, 1 + H*W)``, equal to
-        ``relative_position_index(grid)[start:stop]``.
+        ``(heads, H, W, H, W)`` view, ``[h, r, c, r', c']`` the bias of query ``(r, c)``
+        and key ``(H-1-r', W-1-c')``, i.e. of grid token ``r * W + c`` and the key at
+        position ``r' * W + c'`` of the grid tokens in reverse order.
     """
     height, width = grid
-    span = 2 * width - 1
-    num_offsets = rel_pos_table_size(grid) - NUM_CLS_ENTRIES
-    cls_to_token, token_to_cls, cls_to_cls = range(num_offsets, num_offsets + NUM_CLS_ENTRIES)
-    # Token t >= 1 is at row (t - 1) // W, column (t - 1) % W; token 0 (cls) is set below.
-    tokens = torch.arange(-1, height * width, device=device)
-    key_terms = tokens.div(width, rounding_mode='floor') * span + tokens.remainder(width)
-    queries = tokens[start:stop]
-    query_terms = (queries.div(width, rounding_mode='floor') + height - 1) * span
-    query_terms += queries.remainder(width) + width - 1
-    shape = (stop - start, height * width + 1)
-    rows = torch.empty(shape, dtype=torch.long, device=device) if out is None else out.view(shape)
-    torch.sub(query_terms[:, None], key_terms[None, :], out=rows)
-    rows[:, 0] = token_to_cls
-    if start == 0:
-        rows[0, :] = cls_to_token
-        rows[0, 0] = cls_to_cls
-    return rows
+    step = table.stride(1)
+    row_step = (2 * width - 1) * step
+    return table.as_strided(
+        (table.shape[0], height, width, height, width),
+        (table.stride(0), row_step, step, row_step, step),
+        table.storage_offset(),
+    )
 
 
 def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Grid, dst_grid: Grid) -> torch.Tensor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from .cache import persistent_tensors
-from .positions import Grid, relative_position_index, relative_position_index_rows
+from .positions import Grid, relative_position_index
 
-__all__ = ['RelPosIndex', 'dense_index', 'index_rows', 'num_index_tokens']
+__all__ = ['RelPosIndex', 'dense_index']
 
 
 class RelPosIndex:
@@ -15,10 +15,10 @@ class RelPosIndex:
 
     The paths that gather the whole ``(heads, N, N)`` bias read :meth:`dense`, the
     ``(N, N)`` int64 index, built on first use and kept (``8 N^2`` bytes: 0.5 GB at 8,192
-    tokens); the blockwise inference path reads :meth:`rows`, computed per block of
-    queries, so that whole-image inference never holds an ``N x N`` index. What it keeps
-    is built outside inference mode (:func:`~.cache.persistent_tensors`), so it serves
-    every later autograd mode.
+    tokens); the blockwise inference path reads only :attr:`grid` (the bias is a strided
+    view of the table, :func:`~.positions.rel_pos_bias_grid_view`), so that whole-image
+    inference never holds an ``N x N`` index. What it keeps is built outside inference
+    mode (:func:`~.cache.persistent_tensors`), so it serves every later autograd mode.
 
     Args:
         grid: token grid ``(H, W)``.
@@ -38,14 +38,6 @@ class RelPosIndex:
                 self._dense = relative_position_index(self.grid).to(self.device)
         return self._dense
 
-    def rows(self, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Rows ``start:stop`` of the index, ``(stop - start, N)`` int64; from the whole
-        index where it was built, else computed (into ``out`` where given, a contiguous
-        LongTensor of ``(stop - start) * N`` entries)."""
-        if self._dense is not None:
-            return self._dense[start:stop]
-        return relative_position_index_rows(self.grid, start, stop, self.device, out)
-
     @property
     def is_dense(self) -> bool:
         """Whether the whole ``(N, N)`` index has been built."""
@@ -55,18 +47,3 @@ class RelPosIndex:
 def dense_index(index: torch.Tensor | RelPosIndex) -> torch.Tensor:
     """The ``(N, N)`` tensor of an index given either way."""
     return index.dense() if isinstance(index, RelPosIndex) else index
-
-
-def index_rows(
-    index: torch.Tensor | RelPosIndex, start: int, stop: int, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Rows ``start:stop`` of an index given either way, ``(stop - start, N)``; ``out`` as
-    :meth:`RelPosIndex.rows` takes it."""
-    if isinstance(index, RelPosIndex):
-        return index.rows(start, stop, out)
-    return index[start:stop]
-
-
-def num_index_tokens(index: torch.Tensor | RelPosIndex) -> int:
-    """``N``, the tokens of an index given either way."""
-    return index.num_tokens if isinstance(index, RelPosIndex) else index.shape[-1]

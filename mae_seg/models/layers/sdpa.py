@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import math
 from collections.abc import Iterator
 from typing import Callable
 
@@ -24,10 +25,12 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .flex import flex_attention_with_bias_table
-from .rel_pos_index import RelPosIndex, dense_index, index_rows, num_index_tokens
+from .positions import NUM_CLS_ENTRIES, rel_pos_bias_grid_view
+from .rel_pos_index import RelPosIndex, dense_index
 
 __all__ = [
     'ATTENTION_PATHS',
+    'BLOCKWISE_MIN_TOKENS',
     'QUERY_BLOCK_ROWS',
     'AttentionWorkspace',
     'attention_with_rel_pos_bias',
@@ -43,12 +46,17 @@ CPU_FORMULA = 'cpu_formula'
 CPU_TABLE_RECOMPUTE = 'cpu_table_recompute'
 FLEX_TABLE = 'flex_table'
 
-#: Queries per block of ``'blockwise_sdpa'``, per device type: its bias block is
-#: ``heads x rows x N``, linear in the tokens ``N``. CUDA
-#: (not measured here): 1,024 rows keep the memory-efficient kernel's grid of 64-row query
-#: tiles as wide as ``heads x 16`` per image, and a grid up to 32x32 tokens is one block,
-#: today's dense work.
-QUERY_BLOCK_ROWS = {'cpu': 256, 'cuda': 1024}
+#: Most queries per block of ``'blockwise_sdpa'``, per device type: its bias block is
+#: ``heads x rows x N``, linear in the tokens ``N`` (ViT-B at 8,192 tokens, fp32: 0.4 GB
+#: where the whole bias is 3.2 GB). CPU: fewer, larger blocks were faster (see
+#: :func:`choose_attention_path`). CUDA, not measured: 1,024 rows keep the
+#: memory-efficient kernel's grid of 64-row query tiles ``16 x heads`` wide per image.
+QUERY_BLOCK_ROWS = {'cpu': 1024, 'cuda': 1024}
+
+#: Fewest tokens for which inference takes ``'blockwise_sdpa'``, per device type; below,
+#: the whole bias is small (ViT-B at 2,048 tokens: 200 MB a layer, one layer at a time)
+#: and ``'fused_sdpa'`` with its two kernel calls a layer is as fast or faster.
+BLOCKWISE_MIN_TOKENS = {'cpu': 2048, 'cuda': 2048}
 
 _FORCED_PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     'mae_seg_forced_attention_path', default=None
@@ -136,17 +144,24 @@ def _tracing() -> bool:
 
 
 def choose_attention_path(
-    device: torch.device, dtype: torch.dtype, needs_grad: bool, dropout_p: float
+    device: torch.device,
+    dtype: torch.dtype,
+    needs_grad: bool,
+    dropout_p: float,
+    grid: tuple[int, int] | None = None,
 ) -> str:
     """The name of the :data:`ATTENTION_PATHS` entry for these conditions.
 
     - Inside :func:`use_attention_path`: the path it names.
-    - Autograd off (inference), no attention dropout, eager, on any device and in any
-      dtype: ``'blockwise_sdpa'``, SDPA per block of queries with the bias of that block
-      gathered from index rows computed on the fly, so that no ``N x N`` bias or index
-      exists (whole-image inference on large images needs memory linear in the pixels).
-      Traced graphs (compile, export) take ``'fused_sdpa'``, which every exporter can
-      express for any input size.
+    - Autograd off (inference), no attention dropout, eager, a known ``grid`` of at least
+      :data:`BLOCKWISE_MIN_TOKENS` tokens, any dtype: ``'blockwise_sdpa'``, SDPA per
+      block of queries with the bias of that block copied from a strided view of the
+      table, so that no ``N x N`` bias or index exists (whole-image inference on large
+      images needs memory linear in the pixels). Measured on a 2-core CPU (ViT-B layer,
+      fp32, docs/performance.md): at 8,192 tokens it takes 0.82x the dense path's time,
+      at 1,024 tokens 1.4x (its extra kernel calls), hence the threshold. Traced graphs
+      (compile, export) take ``'fused_sdpa'``, which every exporter can express for any
+      input size.
     - No gradient for the bias table (a frozen table), any CUDA call, or
       attention dropout: ``'fused_sdpa'``, ``F.scaled_dot_product_attention`` with the
       gathered bias as its float mask. On CUDA the memory-efficient kernel takes a mask
@@ -170,11 +185,20 @@ def choose_attention_path(
         dtype: dtype of the query.
         needs_grad: autograd is on and the bias table requires a gradient.
         dropout_p: dropout on the attention weights.
+        grid: token grid ``(H, W)`` when the bias index is that of
+            :func:`~.positions.relative_position_index` (a :class:`RelPosIndex`), which
+            ``'blockwise_sdpa'`` needs.
     """
     forced = _FORCED_PATH.get()
     if forced is not None:
         return forced
-    if not torch.is_grad_enabled() and dropout_p == 0.0 and not _tracing():
+    if (
+        grid is not None
+        and 1 + grid[0] * grid[1] >= BLOCKWISE_MIN_TOKENS.get(device.type, 0)
+        and not torch.is_grad_enabled()
+        and dropout_p == 0.0
+        and not _tracing()
+    ):
         return BLOCKWISE_SDPA
     if not needs_grad or device.type != 'cpu' or dropout_p > 0.0:
         return FUSED_SDPA
@@ -234,70 +258,67 @@ def blockwise_sdpa(
     key: Tensor,
     value: Tensor,
     table: Tensor,
-    index: Tensor | RelPosIndex,
+    index: RelPosIndex,
     dropout_p: float,
     workspace: AttentionWorkspace | None,
 ) -> Tensor:
     """``F.scaled_dot_product_attention`` block by block of queries, each block with the
-    bias of its rows as its float mask.
+    bias of its rows as its float mask, copied from a strided view of the table.
 
-    The ``N`` queries are split into equal blocks of at most :data:`QUERY_BLOCK_ROWS`; a
-    block's index rows come from :meth:`RelPosIndex.rows` (arithmetic on the grid) and its
-    bias from one ``index_select``: memory ``heads x rows x N``, reused from block to block
-    and layer to layer without autograd. With autograd each block gets fresh tensors, so
+    The keys (and values) are put in reverse grid order, which makes the token-to-token
+    bias a view of the table (:func:`~.positions.rel_pos_bias_grid_view`); attention sums
+    over the keys, so their order does not change the result. Queries go in blocks of
+    whole grid rows, at most :data:`QUERY_BLOCK_ROWS` queries, the cls token alone: memory
+    ``heads x rows x N`` for the bias, reused from block to block and layer to layer
+    without autograd, and no index at all. With autograd each block gets a fresh bias, so
     that its gradients are right. No dropout.
+
+    Raises:
+        TypeError: ``index`` is a tensor, not the :class:`RelPosIndex` of a grid.
     """
+    if not isinstance(index, RelPosIndex):
+        raise TypeError('blockwise_sdpa reads the bias by grid position: pass a RelPosIndex')
     if dropout_p > 0.0:
         raise ValueError('the blockwise_sdpa attention path has no attention dropout')
-    tokens = query.shape[-2]
-    max_rows = QUERY_BLOCK_ROWS.get(query.device.type, QUERY_BLOCK_ROWS['cuda'])
-    num_blocks = -(-tokens // max_rows)
-    rows = -(-tokens // num_blocks)
-    if torch.is_grad_enabled():
-        workspace = None  # a reused buffer would be overwritten before backward reads it
-    elif workspace is None:
-        workspace = AttentionWorkspace()
-    # (B, N, heads, D) memory seen as (B, heads, N, D): the caller's transpose back to
-    # (B, N, C) is then free.
-    batch, heads, _, dims = query.shape
-    out = query.new_empty(batch, tokens, heads, dims).transpose(1, 2)
-    for start in range(0, tokens, rows):
-        stop = min(start + rows, tokens)
-        bias = _gather_bias_rows(table, index, start, stop, query.dtype, workspace, rows)
-        out[:, :, start:stop] = F.scaled_dot_product_attention(
-            query[:, :, start:stop], key, value, attn_mask=bias
+    height, width = index.grid
+    heads, tokens = table.shape[0], index.num_tokens
+    num_offsets = table.shape[1] - NUM_CLS_ENTRIES
+    cls_to_token, token_to_cls, cls_to_cls = range(num_offsets, num_offsets + NUM_CLS_ENTRIES)
+    key, value = (torch.cat([t[:, :, :1], t[:, :, 1:].flip(2)], dim=2) for t in (key, value))
+    cls_bias = torch.cat(
+        [table[:, cls_to_cls, None], table[:, cls_to_token, None].expand(heads, tokens - 1)], 1
+    ).to(query.dtype)
+    outputs = [
+        F.scaled_dot_product_attention(
+            query[:, :, :1], key, value, attn_mask=cls_bias.view(1, heads, 1, tokens)
         )
-    return out
+    ]
+    grid_bias = rel_pos_bias_grid_view(table, index.grid)
+    block = _grid_rows_per_block(height, width, query.device)
+    reuse = workspace is not None and not torch.is_grad_enabled()
+    for first in range(0, height, block):
+        last = min(first + block, height)
+        shape = (1, heads, (last - first) * width, tokens)
+        if reuse:
+            capacity = heads * block * width * tokens
+            buffer = workspace.get('bias_rows', (capacity,), query.dtype, query.device)
+            bias = buffer[: math.prod(shape)].view(shape)
+        else:
+            bias = query.new_empty(shape)
+        bias[0, :, :, 0] = table[:, token_to_cls, None]
+        bias[0, :, :, 1:].view(heads, last - first, width, height, width).copy_(
+            grid_bias[:, first:last]
+        )
+        rows = query[:, :, 1 + first * width : 1 + last * width]
+        outputs.append(F.scaled_dot_product_attention(rows, key, value, attn_mask=bias))
+    return torch.cat(outputs, dim=2)
 
 
-def _gather_bias_rows(
-    table: Tensor,
-    index: Tensor | RelPosIndex,
-    start: int,
-    stop: int,
-    dtype: torch.dtype,
-    workspace: AttentionWorkspace | None,
-    max_rows: int,
-) -> Tensor:
-    """The bias of query rows ``start:stop``, ``(1, heads, rows, N)`` in ``dtype``; in the
-    workspace's flat buffers for ``max_rows`` rows where one is given (the last, shorter
-    block uses their beginning)."""
-    heads, tokens = table.shape[0], num_index_tokens(index)
-    shape = (1, heads, stop - start, tokens)
-    size = (stop - start) * tokens
-    if workspace is None:
-        flat_rows = index_rows(index, start, stop).reshape(-1)
-        return table.index_select(1, flat_rows).view(shape).to(dtype)
-    device = table.device
-    scratch = workspace.get('index_rows', (max_rows * tokens,), torch.long, device)[:size]
-    flat_rows = index_rows(index, start, stop, out=scratch).reshape(-1)
-    gathered = workspace.get('bias_rows', (heads, max_rows * tokens), table.dtype, device)
-    gathered = gathered.view(-1)[: heads * size].view(heads, size)
-    torch.index_select(table, 1, flat_rows, out=gathered)
-    if dtype == table.dtype:
-        return gathered.view(shape)
-    cast = workspace.get('bias_rows_cast', (heads * max_rows * tokens,), dtype, device)
-    return cast[: heads * size].view(shape).copy_(gathered.view(shape))
+def _grid_rows_per_block(height: int, width: int, device: torch.device) -> int:
+    """Grid rows per block of ``'blockwise_sdpa'``: at most :data:`QUERY_BLOCK_ROWS`
+    queries (at least one grid row), the blocks as equal as whole rows allow."""
+    most = max(1, QUERY_BLOCK_ROWS.get(device.type, QUERY_BLOCK_ROWS['cuda']) // width)
+    return -(-height // -(-height // most))
 
 
 def cpu_formula(
@@ -385,7 +406,8 @@ def attention_with_rel_pos_bias(
         ``(B, heads, N, D)``.
     """
     needs_grad = torch.is_grad_enabled() and table.requires_grad
-    path = choose_attention_path(query.device, query.dtype, needs_grad, dropout_p)
+    grid = index.grid if isinstance(index, RelPosIndex) else None
+    path = choose_attention_path(query.device, query.dtype, needs_grad, dropout_p, grid)
     if path != BLOCKWISE_SDPA:
         index = dense_index(index)
     return ATTENTION_PATHS[path](query, key, value, table, index, dropout_p, workspace)

@@ -110,7 +110,8 @@ def _scaling(scaling: dict) -> list[str]:
         'whole-image inference, fp32, batch 1, model img_size '
         f'{"x".join(map(str, scaling["model_img_size"]))}',
         row.format(
-            'image', 'tokens', 'path', 'median s', 'min s', 'time', 'step MiB', 'memory', 'max |diff|'
+            *('image', 'tokens', 'path', 'median s', 'min s'),
+            *('time', 'step MiB', 'memory', 'max |diff|'),
         ),
     ]
     for entry in scaling['sizes']:
@@ -133,7 +134,8 @@ def _scaling(scaling: dict) -> list[str]:
             )
     first, last = scaling['sizes'][0], scaling['sizes'][-1]
     for variant in SCALING_VARIANTS:
-        low, high = first['variants'][variant].get('memory'), last['variants'][variant].get('memory')
+        low = first['variants'][variant].get('memory')
+        high = last['variants'][variant].get('memory')
         if low and high:
             lines.append(
                 f'{VARIANT_LABELS[variant]}: memory grows {high["step_mb"] / low["step_mb"]:.1f}x '
@@ -142,7 +144,7 @@ def _scaling(scaling: dict) -> list[str]:
     lines += [
         "time: the path's median / the dense path's. step MiB: peak resident set (CPU) or",
         'max_memory_allocated (CUDA) of a first forward in a fresh process, less what it held',
-        "before (model, input). max |diff|: largest difference of any output of the two paths.",
+        'before (model, input). max |diff|: largest difference of any output of the two paths.',
     ]
     return lines
 

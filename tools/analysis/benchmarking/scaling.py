@@ -68,8 +68,7 @@ def measure_scaling(
         log(f'{WHOLE_IMAGE_SCALING}: {size[0]}x{size[1]}, {warmup} warm-up and {rounds} rounds')
         times, _ = time_interleaved(steps, warmup, rounds)
         diff = max(
-            (a - b).abs().max().item()
-            for a, b in zip(outputs['ours'], outputs[DENSE_PATH_VARIANT])
+            (a - b).abs().max().item() for a, b in zip(outputs['ours'], outputs[DENSE_PATH_VARIANT])
         )
         outputs.clear()
         entry = dict(
@@ -107,7 +106,8 @@ def plot_scaling(scaling: dict, path: str, title: str) -> None:
             memory_axis.plot(
                 tokens, [s['memory']['step_mb'] for s in stats], 'o-', label=VARIANT_LABELS[variant]
             )
-    for axis, ylabel in ((time_axis, 'seconds per image'), (memory_axis, 'peak memory growth, MiB')):
+    ylabels = ('seconds per image', 'peak memory growth, MiB')
+    for axis, ylabel in zip((time_axis, memory_axis), ylabels):
         axis.set_xscale('log', base=2)
         axis.set_yscale('log')
         axis.set_xticks(tokens, [f'{t}\n{label}' for t, label in zip(tokens, labels)])
