@@ -48,14 +48,14 @@ FLEX_TABLE = 'flex_table'
 
 #: Most queries per block of ``'blockwise_sdpa'``, per device type: its bias block is
 #: ``heads x rows x N``, linear in the tokens ``N`` (ViT-B at 8,192 tokens, fp32: 0.4 GB
-#: where the whole bias is 3.2 GB). CPU: fewer, larger blocks were faster (see
-#: :func:`choose_attention_path`). CUDA, not measured: 1,024 rows keep the
+#: where the whole bias is 3.2 GB). CPU: each block costs a few kernel calls more, so
+#: blocks are as large as the memory goal allows. CUDA, not measured: 1,024 rows keep the
 #: memory-efficient kernel's grid of 64-row query tiles ``16 x heads`` wide per image.
 QUERY_BLOCK_ROWS = {'cpu': 1024, 'cuda': 1024}
 
 #: Fewest tokens for which inference takes ``'blockwise_sdpa'``, per device type; below,
-#: the whole bias is small (ViT-B at 2,048 tokens: 200 MB a layer, one layer at a time)
-#: and ``'fused_sdpa'`` with its two kernel calls a layer is as fast or faster.
+#: the whole bias is small (ViT-B at 2,048 tokens: 200 MB, one layer at a time) and
+#: ``'fused_sdpa'``, two kernel calls a layer, is faster (see :func:`choose_attention_path`).
 BLOCKWISE_MIN_TOKENS = {'cpu': 2048, 'cuda': 2048}
 
 _FORCED_PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -157,9 +157,10 @@ def choose_attention_path(
       :data:`BLOCKWISE_MIN_TOKENS` tokens, any dtype: ``'blockwise_sdpa'``, SDPA per
       block of queries with the bias of that block copied from a strided view of the
       table, so that no ``N x N`` bias or index exists (whole-image inference on large
-      images needs memory linear in the pixels). Measured on a 2-core CPU (ViT-B layer,
-      fp32, docs/performance.md): at 8,192 tokens it takes 0.82x the dense path's time,
-      at 1,024 tokens 1.4x (its extra kernel calls), hence the threshold. Traced graphs
+      images needs memory linear in the pixels). Measured on a 2-core CPU, fp32
+      (docs/performance.md): a ViT-B layer takes 1.24x the dense path's time at 1,025
+      tokens (its extra kernel calls), 1.04x at 2,305, 1.00x at 4,097, and a whole ViT-B
+      forward 0.79x at 8,193 tokens, in a quarter of the memory. Traced graphs
       (compile, export) take ``'fused_sdpa'``, which every exporter can express for any
       input size.
     - No gradient for the bias table (a frozen table), any CUDA call, or
