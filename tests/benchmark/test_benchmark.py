@@ -277,3 +277,48 @@ def test_tool_rejects_bad_options_with_exit_code_2(capsys):
     assert 'multiples of the patch size' in capsys.readouterr().err
     with pytest.raises(BenchmarkError, match='at least 1'):
         run_benchmark(tiny_options(warmup=0))
+
+
+def test_whole_image_scaling_times_both_paths_and_plots(tmp_path):
+    plot = tmp_path / 'scaling.png'
+    options = tiny_options(
+        cases=['whole-image-scaling'],
+        scaling_sizes=((32, 32), (64, 48)),
+        memory=True,
+        rounds=1,
+        plot=str(plot),
+    )
+    result = run_benchmark(options, log=lambda line: None)
+    assert result['cases'] == []  # the scaling case alone builds no mmseg model
+    scaling = result['whole_image_scaling']
+    assert scaling['model_img_size'] == [32, 32]
+    assert [entry['tokens'] for entry in scaling['sizes']] == [5, 13]
+    for entry in scaling['sizes']:
+        assert entry['max_abs_diff'] < 1e-5
+        assert list(entry['variants']) == ['ours', 'ours_dense']
+        dense = entry['variants']['ours_dense']
+        assert dense['time_ratio'] == 1.0
+        for stats in entry['variants'].values():
+            assert len(stats['times']) == 1
+            assert stats['memory']['step_mb'] > 0
+            assert stats['memory']['step_mb'] <= stats['memory']['net_mb']
+    assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    report = format_report(result)
+    assert 'whole-image inference, fp32, batch 1, model img_size 32x32' in report
+    assert 'MAEViT, dense bias' in report and 'memory grows' in report
+
+
+def test_scaling_case_runs_only_when_named():
+    options = tiny_options(cases=['*-b1-fp32'], memory=False, scaling_sizes=((32, 32),))
+    result = run_benchmark(options, log=lambda line: None)
+    assert 'whole_image_scaling' not in result
+    options = dataclasses.replace(options, cases=['*'])
+    result = run_benchmark(options, log=lambda line: None)
+    assert 'whole_image_scaling' in result
+    with pytest.raises(BenchmarkError, match='--plot is the plot of --cases whole-image-scaling'):
+        run_benchmark(tiny_options(plot='x.png'), log=lambda line: None)
+    with pytest.raises(BenchmarkError, match='--scaling-sizes \\(40, 32\\): use multiples'):
+        run_benchmark(
+            tiny_options(cases=['whole-image-scaling'], scaling_sizes=((40, 32),)),
+            log=lambda line: None,
+        )

@@ -1,6 +1,8 @@
 """MAEViT against mmseg's MAE and timm's ViT, at any size, with checkpointing and loading."""
 
+import contextlib
 import copy
+import itertools
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from mae_seg.checkpoint import CheckpointError, official_to_mae_vit
 from mae_seg.models import MAEViT
+from mae_seg.models.layers.sdpa import use_attention_path
 
 TINY = dict(embed_dims=96, num_layers=4, num_heads=3, out_indices=[1, 3])
 
@@ -165,6 +168,130 @@ def test_resized_positions_are_cached_and_follow_weight_updates():
     with torch.no_grad():
         torch.testing.assert_close(updated[-1], fresh(images)[-1], rtol=0, atol=1e-6)
     assert not torch.allclose(updated[-1], first[-1])
+
+
+# -- the position cache across autograd modes, dtypes, devices and weight changes -------------
+
+AUTOGRAD_MODES = {
+    'inference_mode': torch.inference_mode,
+    'no_grad': torch.no_grad,
+    'grad': contextlib.nullcontext,
+}
+
+
+def training_step_gradients(model, images):
+    """Forward with autograd, backward; the gradients, by parameter name."""
+    model.zero_grad(set_to_none=True)
+    sum(f.square().mean() for f in model(images)).backward()
+    return {name: param.grad.clone() for name, param in model.named_parameters()}
+
+
+@pytest.mark.parametrize('path', [None, 'fused_sdpa'], ids=['chosen-path', 'dense-path'])
+@pytest.mark.parametrize('order', list(itertools.permutations(AUTOGRAD_MODES)), ids='-'.join)
+@pytest.mark.parametrize('size', [(64, 64), (96, 80)], ids=['native-grid', 'other-grid'])
+def test_every_autograd_mode_in_every_order_then_training(order, size, path):
+    """PyTorch Lightning validates under inference_mode, then trains: the cached index and
+    positions must not be inference tensors. The dense path under inference_mode builds the
+    whole index there, as CUDA or an exporter could."""
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    fresh = copy.deepcopy(model)
+    images = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = fresh(images)
+    for mode in order:
+        forced = use_attention_path(path) if path and mode != 'grad' else contextlib.nullcontext()
+        with AUTOGRAD_MODES[mode](), forced:
+            outputs = model(images)
+        for a, e in zip(outputs, expected):
+            torch.testing.assert_close(a.detach(), e, rtol=0, atol=1e-5, msg=mode)
+    for entry in model._grid_cache._entries.values():
+        kept = [entry.rel_pos_index._dense] + (
+            [entry.positions.pos_embed, *entry.positions.bias_tables] if entry.positions else []
+        )
+        assert not any(t is not None and t.is_inference() for t in kept)
+    model.train()
+    fresh.train()
+    gradients = training_step_gradients(model, images)
+    for name, grad in training_step_gradients(fresh, images).items():
+        torch.testing.assert_close(gradients[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+    with torch.inference_mode():  # and back to inference after training
+        model.eval()(images)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float64])
+def test_the_cache_follows_a_change_of_dtype(dtype):
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    images = torch.randn(1, 3, 96, 80)
+    with torch.inference_mode():
+        model(images)  # caches fp32 positions
+        model.to(dtype)
+        actual = model(images.to(dtype))
+    fresh = randomize_(MAEViT(img_size=64, **TINY)).eval().to(dtype)
+    with torch.no_grad():
+        expected = fresh(images.to(dtype))
+    atol = 1e-12 if dtype == torch.float64 else 0
+    for a, e in zip(actual, expected):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a, e, rtol=0, atol=atol)
+
+
+def test_autocast_after_fp32_inference_equals_autocast_from_scratch():
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    fresh = copy.deepcopy(model)
+    images = torch.randn(1, 3, 96, 80)
+    with torch.inference_mode():
+        model(images)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            actual = model(images)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        expected = fresh(images)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('change', ['load_state_dict', 'optimizer_step'])
+def test_cached_positions_follow_new_weights(change):
+    """A fitted table cached before new weights arrive would be silently wrong."""
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    images = torch.randn(1, 3, 96, 80)
+    with torch.inference_mode():
+        before = model(images)
+    if change == 'load_state_dict':
+        other = MAEViT(img_size=64, **TINY)
+        with torch.no_grad():
+            for param in other.parameters():
+                param.copy_(torch.randn_like(param) * 0.3)
+        model.load_state_dict(other.state_dict())
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        model.train()
+        training_step_gradients(model, images)
+        optimizer.step()
+        model.eval()
+    with torch.inference_mode():
+        after = model(images)
+    fresh = MAEViT(img_size=64, **TINY).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        expected = fresh(images)
+    assert not torch.allclose(after[-1], before[-1])
+    for a, e in zip(after, expected):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-6)
+
+
+@pytest.mark.cuda
+def test_the_cache_follows_a_change_of_device():
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    images = torch.randn(1, 3, 96, 80)
+    with torch.inference_mode():
+        on_cpu = model(images)
+        on_cuda = model.cuda()(images.cuda())
+        back = model.cpu()(images)
+    model.train()
+    training_step_gradients(model.cuda(), images.cuda())  # after inference_mode on CUDA
+    for a, b, c in zip(on_cpu, on_cuda, back):
+        torch.testing.assert_close(b.cpu(), a, rtol=0, atol=1e-4)
+        torch.testing.assert_close(c, a, rtol=0, atol=0)
 
 
 def test_at_img_size_nothing_is_resized():

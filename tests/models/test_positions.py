@@ -9,6 +9,7 @@ from mae_seg.models.layers.positions import (
     fit_abs_pos_embed,
     fit_rel_pos_bias_table,
     parse_position_fit,
+    rel_pos_bias_grid_view,
     rel_pos_grid_from_table_size,
     rel_pos_table_size,
     relative_position_index,
@@ -24,6 +25,20 @@ def test_index_matches_mmseg_beit(grid):
     reference = BEiTAttention(embed_dims=8, num_heads=2, window_size=grid, bias=True)
     assert torch.equal(relative_position_index(grid), reference.relative_position_index)
     assert reference.relative_position_bias_table.shape[0] == rel_pos_table_size(grid)
+
+
+@pytest.mark.parametrize('grid', [(1, 1), (4, 4), (3, 5), (7, 2)])
+def test_grid_view_of_the_table_is_the_gathered_bias_with_keys_reversed(grid):
+    index = relative_position_index(grid)[1:, 1:]
+    table = torch.randn(3, rel_pos_table_size(grid))
+    view = rel_pos_bias_grid_view(table, grid)
+    tokens = grid[0] * grid[1]
+    assert view.data_ptr() == table.data_ptr()  # a view, no copy
+    expected = table[:, index].flip(-1)  # keys in reverse order
+    assert torch.equal(view.reshape(3, tokens, tokens), expected)
+    transposed = table.t().contiguous().t()  # same values, entries 3 apart in memory
+    strided = rel_pos_bias_grid_view(transposed, grid)
+    assert torch.equal(strided.reshape(3, tokens, tokens), expected)
 
 
 def test_index_maps_equal_offsets_to_one_entry():

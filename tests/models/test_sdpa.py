@@ -1,5 +1,6 @@
 """Attention with a learned bias: the path each call takes, and values and gradients of every
-path against the written-out formula and mmseg's MAE."""
+path against the written-out formula and mmseg's MAE; whole-image inference without an
+``N x N`` tensor."""
 
 import types
 
@@ -10,13 +11,15 @@ from mmseg.models.backbones.mae import MAE
 from mae_seg.models import MAEViT
 from mae_seg.models.layers import sdpa
 from mae_seg.models.layers.attention import RelPosAttention
-from mae_seg.models.layers.positions import relative_position_index
+from mae_seg.models.layers.positions import rel_pos_table_size, relative_position_index
+from mae_seg.models.layers.rel_pos_index import RelPosIndex
 from mae_seg.models.layers.sdpa import (
     ATTENTION_PATHS,
     AttentionWorkspace,
     attention_with_rel_pos_bias,
     choose_attention_path,
     gather_bias,
+    use_attention_path,
 )
 
 TINY = dict(embed_dims=96, num_layers=4, num_heads=3, out_indices=[1, 3])
@@ -51,7 +54,8 @@ def reference_with_table(query, key, value, table, index):
 
 # torch has no FlexAttention backward on the CPU: flex_table's forward is tested below, its
 # gradients in tests/cuda.
-CPU_TRAINING_PATHS = sorted(set(ATTENTION_PATHS) - {'flex_table'})
+# blockwise_sdpa needs a grid's index: tested below.
+CPU_TRAINING_PATHS = sorted(set(ATTENTION_PATHS) - {'flex_table', 'blockwise_sdpa'})
 
 
 @pytest.mark.parametrize('path', CPU_TRAINING_PATHS)
@@ -160,6 +164,10 @@ def test_the_model_runs_the_chosen_path(monkeypatch):
         model(images)
     assert taken == ['fused_sdpa'] * 4
     taken.clear()
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):
+        model(torch.randn(1, 3, 768, 768))  # 2,305 tokens
+    assert taken == ['blockwise_sdpa'] * 4
+    taken.clear()
     dropout = MAEViT(img_size=64, attn_drop_rate=0.1, **TINY).train()
     dropout(images)
     assert taken == ['fused_sdpa'] * 4
@@ -251,3 +259,177 @@ def test_inference_without_autograd_equals_with_it():
     with_grad = model(images)
     for a, e in zip(without, with_grad):
         torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+# -- whole-image inference: the bias per block of queries ----------------------------------
+
+GRID = (6, 5)  # 31 tokens
+
+
+@pytest.fixture
+def blockwise_from_few_tokens(monkeypatch):
+    """Inference takes the blockwise path from 2 tokens on, in blocks of 7 queries (one
+    grid row of 5 and the rest), so that tiny grids have several blocks."""
+    monkeypatch.setitem(sdpa.BLOCKWISE_MIN_TOKENS, 'cpu', 2)
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', 7)
+
+
+@pytest.mark.parametrize('device', [CPU, CUDA])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16, torch.float16])
+def test_inference_on_a_large_grid_takes_the_blockwise_path(device, dtype):
+    large, small = (64, 32), (32, 32)  # 2,049 and 1,025 tokens
+    with torch.no_grad():
+        assert choose_attention_path(device, dtype, False, 0.0, large) == 'blockwise_sdpa'
+        assert choose_attention_path(device, dtype, False, 0.0, small) == 'fused_sdpa'
+        # An index without its grid, and attention dropout (training mode under no_grad).
+        assert choose_attention_path(device, dtype, False, 0.0) == 'fused_sdpa'
+        assert choose_attention_path(device, dtype, False, 0.1, large) == 'fused_sdpa'
+    with torch.inference_mode():
+        assert choose_attention_path(device, dtype, False, 0.0, large) == 'blockwise_sdpa'
+    # With autograd on, a frozen table keeps its path.
+    assert choose_attention_path(device, dtype, False, 0.0, large) == 'fused_sdpa'
+
+
+@pytest.mark.parametrize('tracing', ['is_compiling', 'is_exporting'])
+def test_traced_inference_takes_the_dense_path(monkeypatch, tracing):
+    """Compile and export get one graph for any input size: the dense gather, not a Python
+    loop over blocks unrolled for one size."""
+    monkeypatch.setattr(torch.compiler, tracing, lambda: True)
+    with torch.no_grad():
+        assert choose_attention_path(CPU, torch.float32, False, 0.0, (64, 64)) == 'fused_sdpa'
+
+
+def test_a_forced_path_wins_and_an_unknown_one_is_refused():
+    with use_attention_path('cpu_formula'), torch.no_grad():
+        assert choose_attention_path(CPU, torch.float32, False, 0.0, (64, 64)) == 'cpu_formula'
+    with pytest.raises(ValueError, match="attention path 'dense' is not one of"):
+        with use_attention_path('dense'):
+            pass
+
+
+def grid_leaves(grid, batch=2, heads=3, dims=8, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(0)
+    tokens = 1 + grid[0] * grid[1]
+    tensors = [torch.randn(batch, heads, tokens, dims, generator=generator) for _ in range(3)]
+    tensors.append(torch.randn(heads, rel_pos_table_size(grid), generator=generator))
+    return [t.to(dtype).requires_grad_() for t in tensors]
+
+
+@pytest.mark.parametrize('block_rows', [1, 7, 10, 512])
+@pytest.mark.parametrize('grid', [GRID, (1, 4), (3, 1)])
+def test_blockwise_matches_the_formula_with_and_without_autograd(monkeypatch, block_rows, grid):
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', block_rows)
+    ours, expected = grid_leaves(grid), grid_leaves(grid)
+    index = RelPosIndex(grid, CPU)
+    with torch.no_grad():
+        without = ATTENTION_PATHS['blockwise_sdpa'](*ours, index, 0.0, AttentionWorkspace())
+        again = ATTENTION_PATHS['blockwise_sdpa'](*ours, index, 0.0, AttentionWorkspace())
+    out = ATTENTION_PATHS['blockwise_sdpa'](*ours, index, 0.0, None)
+    reference = reference_with_table(*expected, relative_position_index(grid))
+    for result in (without, again, out):
+        torch.testing.assert_close(result, reference, rtol=0, atol=1e-5)
+    grad = torch.randn(reference.shape, generator=torch.Generator().manual_seed(1))
+    out.backward(grad)
+    reference.backward(grad)
+    for name, a, e in zip('qkvt', ours, expected):
+        torch.testing.assert_close(a.grad, e.grad, rtol=0, atol=1e-5, msg=name)
+    assert not index.is_dense
+
+
+def test_blockwise_in_bf16_is_close_to_fp32_and_needs_the_grid():
+    fp32 = [t.detach() for t in grid_leaves(GRID)]
+    bf16 = [t.bfloat16() for t in fp32[:3]] + [fp32[3]]  # the table stays fp32, as in MAEViT
+    with torch.no_grad():
+        out = ATTENTION_PATHS['blockwise_sdpa'](*bf16, RelPosIndex(GRID, CPU), 0.0, None)
+        expected = reference_with_table(*fp32, relative_position_index(GRID))
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), expected, rtol=0, atol=2e-2)
+        with pytest.raises(TypeError, match='pass a RelPosIndex'):
+            ATTENTION_PATHS['blockwise_sdpa'](*fp32, relative_position_index(GRID), 0.0, None)
+
+
+@pytest.mark.usefixtures('blockwise_from_few_tokens')
+@pytest.mark.parametrize('img_size', [(64, 96), (96, 32)])
+def test_blockwise_inference_matches_mmseg_at_the_native_grid(monkeypatch, img_size):
+    reference = randomize_(MAE(img_size=img_size, **TINY))
+    reference.eval()
+    ours = MAEViT(img_size=img_size, **TINY).eval()
+    ours.load_state_dict(reference.state_dict())
+    taken = record_paths(monkeypatch)
+    images = torch.randn(2, 3, *img_size)
+    with torch.no_grad():
+        expected, actual = reference(images), ours(images)
+    assert taken == ['blockwise_sdpa'] * 4
+    for e, a in zip(expected, actual):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+@pytest.mark.usefixtures('blockwise_from_few_tokens')
+@pytest.mark.parametrize('size', [(96, 160), (160, 48)])
+def test_blockwise_inference_equals_the_dense_path_off_the_native_grid(size):
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    images = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        blockwise = model(images)
+        with use_attention_path('fused_sdpa'):
+            dense = model(images)
+    for a, e in zip(blockwise, dense):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+def largest_tensor_of(function):
+    """``function()``'s result and the most elements any memory made while it ran holds:
+    the storage of every op's outputs, allocations included (``torch.empty`` is an op too);
+    a view counts the storage it looks at, not its shape."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LargestOutput(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in torch.utils._pytree.tree_leaves(out):
+                if isinstance(tensor, torch.Tensor):
+                    elements = tensor.untyped_storage().nbytes() // tensor.element_size()
+                    self.largest = max(self.largest, elements)
+            return out
+
+    with LargestOutput() as mode:
+        result = function()
+    return result, mode.largest
+
+
+def test_whole_image_inference_makes_no_tensor_of_n_squared_elements(monkeypatch):
+    """The memory claim, checked structurally: at 24x24 tokens (N = 577) in blocks of 64
+    queries, no tensor of the forward pass reaches N^2 elements (the FFN's hidden
+    activations, 4 x 96 x N, are the largest); the dense path makes heads x N^2."""
+    monkeypatch.setitem(sdpa.BLOCKWISE_MIN_TOKENS, 'cpu', 512)
+    monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', 64)
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    images = torch.randn(1, 3, 384, 384)
+    tokens = 1 + 24 * 24
+    with torch.no_grad():
+        blockwise, largest = largest_tensor_of(lambda: model(images))
+        (entry,) = model._grid_cache._entries.values()
+        assert not entry.rel_pos_index.is_dense  # no (N, N) index either
+        assert largest < tokens * tokens
+        with use_attention_path('fused_sdpa'):
+            dense, largest_dense = largest_tensor_of(lambda: model(images))
+    assert largest_dense >= 3 * tokens * tokens
+    assert entry.rel_pos_index.is_dense  # built by the dense run
+    for a, e in zip(blockwise, dense):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-5)
+
+
+@pytest.mark.usefixtures('blockwise_from_few_tokens')
+def test_the_index_is_built_only_for_paths_that_read_it_whole():
+    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 160, 96))
+        model(torch.randn(1, 3, 64, 64))
+    entries = model._grid_cache._entries
+    assert len(entries) == 2
+    assert not any(entry.rel_pos_index.is_dense for entry in entries.values())
+    model.train()
+    model(torch.randn(1, 3, 64, 64))  # training reads the whole index
+    assert entries[((4, 4), CPU)].rel_pos_index.is_dense

@@ -53,7 +53,7 @@ def test_unknown_step_and_missing_folder_are_one_line_errors(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "gpu_figures: unknown step 'vit-x' (steps: env tests attention vit-b vit-b-train4 "
-        'vit-l vit-l-train4 segmentor)'
+        'vit-l vit-l-train4 segmentor scaling)'
     ]
     no_folder = subprocess.run(['bash', str(SCRIPT)], capture_output=True, text=True)
     assert no_folder.returncode == 2 and no_folder.stderr.startswith('usage: gpu_figures.sh')

@@ -7,14 +7,20 @@ the same relative-position-biased attention of one ViT layer (batch, heads, 1 + 
 table's gradient (``train``), under autocast where asked. Peak memory is CUDA's
 ``max_memory_allocated`` above the inputs. It is how the CUDA rule of
 ``choose_attention_path`` is decided: FlexAttention (``flex_table``, the bias read from its
-table in the kernel) against SDPA with the gathered bias (``fused_sdpa``).
+table in the kernel) against SDPA with the gathered bias (``fused_sdpa``); and the
+inference rule: ``blockwise_sdpa`` (the bias gathered per block of queries from index rows
+computed on the fly) against ``fused_sdpa`` (the whole bias from a cached index). Inference
+steps reuse one scratch workspace per path, as MAEViT's forward does.
 
     python tools/analysis/attention_paths.py --device cuda --arch vit-b vit-l --batch 2 4
+    python tools/analysis/attention_paths.py --size 512 768 1024 --batch 1 --dtype fp32 \\
+        --tasks infer --paths blockwise_sdpa   # the CPU inference rule
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from pathlib import Path
@@ -24,19 +30,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarking.measure import time_interleaved  # noqa: E402
 
-from mae_seg.models.layers.positions import relative_position_index  # noqa: E402
-from mae_seg.models.layers.sdpa import ATTENTION_PATHS  # noqa: E402
+from mae_seg.models.layers.rel_pos_index import RelPosIndex  # noqa: E402
+from mae_seg.models.layers.sdpa import ATTENTION_PATHS, AttentionWorkspace  # noqa: E402
 
 HEADS = {'vit-b': 12, 'vit-l': 16}
 HEAD_DIMS = 64
 # Paths that have no backward on the CPU, or that are CPU-only.
 CPU_ONLY = {'cpu_formula', 'cpu_table_recompute'}
 CUDA_TRAINING_ONLY = {'flex_table'}
+# Paths chosen only without autograd.
+INFERENCE_ONLY = {'blockwise_sdpa'}
 
 
 def paths_for(device: str, training: bool) -> list[str]:
     """The paths worth timing on ``device``."""
-    names = sorted(ATTENTION_PATHS)
+    names = sorted(n for n in ATTENTION_PATHS if not (training and n in INFERENCE_ONLY))
     if device == 'cuda':
         return [n for n in names if n not in CPU_ONLY]
     return [n for n in names if not (training and n in CUDA_TRAINING_ONLY)]
@@ -52,22 +60,28 @@ def make_step(
     training: bool,
 ):
     """A closure running one attention call (and its backward when ``training``)."""
-    index = relative_position_index(grid).to(device)
-    tokens = index.shape[0]
+    # The blockwise path computes its index rows as MAEViT's inference does; the others
+    # read the whole index, built here once as MAEViT caches it.
+    index = RelPosIndex(grid, device)
+    tokens = index.num_tokens
+    if path != 'blockwise_sdpa':
+        index = index.dense()
     generator = torch.Generator(device=device).manual_seed(0)
     q, k, v = (
         torch.randn(batch, heads, tokens, HEAD_DIMS, device=device, generator=generator)
         for _ in range(3)
     )
-    table = torch.randn(heads, int(index.max()) + 1, device=device, generator=generator) * 0.1
+    entries = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
+    table = torch.randn(heads, entries, device=device, generator=generator) * 0.1
     leaves = [t.requires_grad_(training) for t in (q, k, v, table)]
     autocast = torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32)
     function = ATTENTION_PATHS[path]
+    workspace = None if training else AttentionWorkspace()
 
     def step():
         with autocast, torch.set_grad_enabled(training):
             query, key, value = (t.to(dtype) for t in leaves[:3])
-            out = function(query, key, value, leaves[3].to(dtype), index, 0.0, None)
+            out = function(query, key, value, leaves[3].to(dtype), index, 0.0, workspace)
             if training:
                 out.float().sum().backward()
 
@@ -90,7 +104,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--arch', nargs='+', choices=sorted(HEADS), default=['vit-b'])
-    parser.add_argument('--size', type=int, default=512, help='image side (512: 32x32 tokens)')
+    parser.add_argument(
+        '--size', type=int, nargs='+', default=[512], help='image sides (512: 32x32 tokens)'
+    )
     parser.add_argument('--batch', type=int, nargs='+', default=[2])
     parser.add_argument(
         '--dtype',
@@ -98,6 +114,12 @@ def parse_args(argv):
         nargs='+',
         default=['fp16'],
         help='autocast dtype (fp32: none)',
+    )
+    parser.add_argument(
+        '--tasks', choices=['infer', 'train'], nargs='+', default=['infer', 'train']
+    )
+    parser.add_argument(
+        '--paths', nargs='+', choices=sorted(ATTENTION_PATHS), help='(default: all for the device)'
     )
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--rounds', type=int, default=20)
@@ -110,38 +132,37 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     dtypes = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16)
-    grid = (args.size // 16, args.size // 16)
     sync = torch.cuda.synchronize if args.device == 'cuda' else (lambda: None)
-    tokens = grid[0] * grid[1] + 1
     print(
-        f'attention paths, {args.device}, torch {torch.__version__}; {tokens} tokens, '
-        f'{HEAD_DIMS} dims a head; {args.warmup} warm-up + {args.rounds} timed calls, '
-        'alternating'
+        f'attention paths, {args.device}, torch {torch.__version__}, '
+        f'{torch.get_num_threads()} threads; {HEAD_DIMS} dims a head; {args.warmup} warm-up '
+        f'+ {args.rounds} timed calls, alternating'
     )
-    print(f'{"case":<28}{"path":<22}{"median ms":>10}{"min ms":>9}{"vs fused":>9}{"peak MiB":>10}')
-    for arch in args.arch:
-        for batch in args.batch:
-            for dtype_name in args.dtype:
-                for training in (False, True):
-                    case = f'{arch} b{batch} {dtype_name} {"train" if training else "infer"}'
-                    names = paths_for(args.device, training)
-                    steps = {
-                        n: make_step(
-                            n, batch, HEADS[arch], grid, args.device, dtypes[dtype_name], training
-                        )
-                        for n in names
-                    }
-                    times, _ = time_interleaved(steps, args.warmup, args.rounds, sync)
-                    medians = {n: statistics.median(t) for n, t in times.items()}
-                    for name in names:
-                        peak = peak_mib(steps[name], args.device)
-                        ratio = medians['fused_sdpa'] / medians[name]
-                        print(
-                            f'{case:<28}{name:<22}{medians[name] * 1e3:>10.2f}'
-                            f'{min(times[name]) * 1e3:>9.2f}{ratio:>8.2f}x'
-                            f'{"" if peak is None else f"{peak:>10.0f}"}'
-                        )
-                        case = ''
+    print(f'{"case":<36}{"path":<22}{"median ms":>10}{"min ms":>9}{"vs fused":>9}{"peak MiB":>10}')
+    for side, arch, batch, dtype_name, task in itertools.product(
+        args.size, args.arch, args.batch, args.dtype, args.tasks
+    ):
+        grid, training = (side // 16, side // 16), task == 'train'
+        case = f'{side}px {1 + grid[0] * grid[1]}tok {arch} b{batch} {dtype_name} {task}'
+        names = paths_for(args.device, training)
+        if args.paths:
+            names = [n for n in names if n in args.paths or n == 'fused_sdpa']
+        steps = {
+            n: make_step(n, batch, HEADS[arch], grid, args.device, dtypes[dtype_name], training)
+            for n in names
+        }
+        times, _ = time_interleaved(steps, args.warmup, args.rounds, sync)
+        medians = {n: statistics.median(t) for n, t in times.items()}
+        for name in names:
+            peak = peak_mib(steps[name], args.device)
+            ratio = medians['fused_sdpa'] / medians[name]
+            print(
+                f'{case:<36}{name:<22}{medians[name] * 1e3:>10.2f}'
+                f'{min(times[name]) * 1e3:>9.2f}{ratio:>8.2f}x'
+                f'{"" if peak is None else f"{peak:>10.0f}"}',
+                flush=True,
+            )
+            case = ''
     print('vs fused: median of fused_sdpa / median of the path (above 1: faster).')
     return 0
 

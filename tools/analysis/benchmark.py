@@ -7,6 +7,8 @@ Examples:
     python tools/analysis/benchmark.py --device cuda --arch vit-l
     python tools/analysis/benchmark.py --mode segmentor --cases whole-vs-slide \
         --checkpoint upernet_mae.pth --image ADE_val_00000001.jpg
+    python tools/analysis/benchmark.py --cases whole-image-scaling --rounds 1 \
+        --plot docs/images/whole_image_scaling.png   # 512x512 to 1024x2048, both paths
 """
 
 from __future__ import annotations
@@ -74,6 +76,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar='BACKEND',
         help='also time MAEViT under torch.compile (inductor; backbone mode; warm-up compiles)',
     )
+    parser.add_argument(
+        '--scaling-sizes',
+        type=size,
+        nargs='+',
+        default=[(512, 512), (1024, 1024), (1024, 2048)],
+        help='image sizes of --cases whole-image-scaling (512 1024 1024x2048)',
+    )
+    parser.add_argument('--plot', metavar='PNG', help='plot of --cases whole-image-scaling')
     parser.add_argument('--json', metavar='PATH', help="write the results as JSON ('-': stdout)")
     return parser.parse_args(argv)
 
@@ -97,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         image=args.image,
         threads=args.threads,
         compile=args.compile,
+        scaling_sizes=tuple(args.scaling_sizes),
+        plot=args.plot,
     )
     try:
         result = run_benchmark(options, log=lambda line: print(line, file=sys.stderr, flush=True))

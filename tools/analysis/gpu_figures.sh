@@ -6,8 +6,9 @@
 #   bash tools/analysis/gpu_figures.sh OUT_DIR [STEP ...]
 #
 # STEPs (default: all, in this order): env tests attention vit-b vit-b-train4 vit-l
-# vit-l-train4 segmentor. Only vit-b and vit-b-train4 time the compiled model too (each
-# compilation takes minutes).
+# vit-l-train4 segmentor scaling. Only vit-b and vit-b-train4 time the compiled model too
+# (each compilation takes minutes); scaling is ViT-B whole-image inference from 512x512 to
+# 2048x2048 on the inference path and on the dense-bias path (plot: OUT_DIR/scaling.png).
 #
 # Writes OUT_DIR/gpu_figures.txt (the tables, in the order run) and OUT_DIR/progress.txt
 # (what each step printed while running). A step that fails or runs past its time limit is
@@ -19,7 +20,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
-ALL_STEPS=(env tests attention vit-b vit-b-train4 vit-l vit-l-train4 segmentor)
+ALL_STEPS=(env tests attention vit-b vit-b-train4 vit-l vit-l-train4 segmentor scaling)
 [[ -n ${1:-} ]] || { echo "usage: gpu_figures.sh OUT_DIR [${ALL_STEPS[*]}]" >&2; exit 2; }
 OUT_DIR=$1
 shift
@@ -80,6 +81,10 @@ for step in "${STEPS[@]}"; do
     segmentor)
       run_step 'ViT-B UPerNet segmentor' "${BENCH[@]}" --mode segmentor --arch vit-b \
         --batch 2 --train-batch 2 --cases '*-amp' whole-vs-slide ;;
+    scaling)
+      run_step 'ViT-B whole-image inference, 512x512 to 2048x2048' "${BENCH[@]}" --arch vit-b \
+        --cases whole-image-scaling --scaling-sizes 512 1024 1024x2048 2048 \
+        --plot "$OUT_DIR/scaling.png" ;;
   esac
 done
 

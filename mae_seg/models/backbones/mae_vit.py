@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from ...checkpoint import extract_state_dict, load_checkpoint_file, summarize_keys
 from ...checkpoint.fit import check_state_dict_fits
 from ..layers.attention import RelPosAttention
-from ..layers.cache import GridCache
+from ..layers.cache import GridCache, persistent_tensors
 from ..layers.positions import (
     Grid,
     fit_abs_pos_embed,
@@ -33,6 +33,7 @@ from ..layers.positions import (
     resize_abs_pos_embed,
     resize_rel_pos_bias_table,
 )
+from ..layers.rel_pos_index import RelPosIndex
 from ..layers.sdpa import AttentionWorkspace
 
 __all__ = ['MAEViT', 'MAETransformerBlock']
@@ -108,7 +109,7 @@ class MAETransformerBlock(nn.Module):
         self,
         x: torch.Tensor,
         bias_table: torch.Tensor,
-        rel_pos_index: torch.Tensor,
+        rel_pos_index: torch.Tensor | RelPosIndex,
         workspace: AttentionWorkspace | None = None,
     ) -> torch.Tensor:
         """``(B, 1 + H*W, C)`` -> ``(B, 1 + H*W, C)``.
@@ -150,13 +151,15 @@ class GridPositions:
 
     Args:
         pos_embed: absolute position embedding, ``(1, 1 + H*W, C)``.
-        rel_pos_index: ``relative_position_index((H, W))``, ``(1 + H*W, 1 + H*W)``.
+        rel_pos_index: ``relative_position_index((H, W))``, ``(1 + H*W, 1 + H*W)``, or the
+            :class:`RelPosIndex` that builds it only for the attention paths that read it
+            whole.
         bias_tables: one head-major relative position bias table per block,
             ``(num_heads, T)``.
     """
 
     pos_embed: torch.Tensor
-    rel_pos_index: torch.Tensor
+    rel_pos_index: torch.Tensor | RelPosIndex
     bias_tables: list[torch.Tensor]
 
 
@@ -165,7 +168,7 @@ class _CachedGrid:
     """What :class:`MAEViT` keeps for one grid and device: the index, and the resized
     positions with copies of the parameters they were resized from."""
 
-    rel_pos_index: torch.Tensor
+    rel_pos_index: RelPosIndex
     positions: GridPositions | None = None
     source_weights: list[torch.Tensor] | None = None
 
@@ -190,7 +193,9 @@ class MAEViT(BaseModule):
       are fixed; at ``img_size`` nothing is resized;
     - fused attention with the bias as its mask, on the fastest path per device, dtype and
       task (:func:`~mae_seg.models.layers.sdpa.choose_attention_path`), the bias gathered
-      once per layer for all heads;
+      once per layer for all heads; inference without autograd gathers it per block of
+      queries and never holds an ``N x N`` bias or index, so whole-image inference on
+      large images needs memory linear in the pixels;
     - ``with_cp`` activation checkpointing of the blocks;
     - pretrained weights loaded with ``weights_only=True``, positions resized from the
       checkpoint's grid, and one readable report of missing and unexpected keys.
@@ -367,31 +372,36 @@ class MAEViT(BaseModule):
     def _grid_positions(self, grid: Grid, device: torch.device) -> GridPositions:
         """The position tensors for ``grid``, cached per grid and device where that is safe.
 
-        The index depends on the grid alone and is always cached. The position parameters
-        resized to ``grid`` are cached without autograd, and reused while the parameters
-        equal the copies they were resized from: an optimizer step, ``load_state_dict`` or
-        any in-place edit makes them differ (comparing costs well under a millisecond at
-        ViT-L size, resizing several). With autograd they are recomputed, so that gradients
-        reach the parameters; at the model's own grid nothing is resized.
+        The index depends on the grid alone and is always cached, as a :class:`RelPosIndex`
+        that builds the ``(N, N)`` tensor only if a path reads it whole (inference reads
+        rows). The position parameters resized to ``grid`` are cached without autograd,
+        and reused while the parameters equal the copies they were resized from: an
+        optimizer step, ``load_state_dict``, ``model.to(dtype)`` or any in-place edit makes
+        them differ (comparing costs well under a millisecond at ViT-L size, resizing
+        several). With autograd they are recomputed, so that gradients reach the
+        parameters; at the model's own grid nothing is resized. What is cached is built
+        outside inference mode, so a model used under ``torch.inference_mode()`` trains
+        afterwards.
         """
         if torch.compiler.is_compiling():
             # A compiled graph holds its own constants; looking up and comparing Python-side
             # cache entries would break the graph at every layer.
             return self._resize_positions(grid, relative_position_index(grid).to(device))
-        entry = self._grid_cache.get(
-            (grid, device), lambda: _CachedGrid(relative_position_index(grid).to(device))
-        )
+        entry = self._grid_cache.get((grid, device), lambda: _CachedGrid(RelPosIndex(grid, device)))
         if torch.is_grad_enabled() or grid == self.patch_shape:
             return self._resize_positions(grid, entry.rel_pos_index)
         weights = [self.pos_embed] + [
             layer.attn.relative_position_bias_table for layer in self.layers
         ]
         if entry.positions is None or not _same_tensors(entry.source_weights, weights):
-            entry.positions = self._resize_positions(grid, entry.rel_pos_index)
-            entry.source_weights = [weight.detach().clone() for weight in weights]
+            with persistent_tensors():
+                entry.positions = self._resize_positions(grid, entry.rel_pos_index)
+                entry.source_weights = [weight.detach().clone() for weight in weights]
         return entry.positions
 
-    def _resize_positions(self, grid: Grid, rel_pos_index: torch.Tensor) -> GridPositions:
+    def _resize_positions(
+        self, grid: Grid, rel_pos_index: torch.Tensor | RelPosIndex
+    ) -> GridPositions:
         return GridPositions(
             pos_embed=fit_abs_pos_embed(self.pos_embed, self.patch_shape, grid, self.absolute_fit),
             rel_pos_index=rel_pos_index,

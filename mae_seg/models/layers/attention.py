@@ -12,6 +12,7 @@ from .positions import (
     rel_pos_table_size,
     resize_rel_pos_bias_table,
 )
+from .rel_pos_index import RelPosIndex
 from .sdpa import AttentionWorkspace, attention_with_rel_pos_bias
 
 __all__ = ['RelPosAttention']
@@ -72,14 +73,15 @@ class RelPosAttention(nn.Module):
         self,
         x: torch.Tensor,
         bias_table: torch.Tensor,
-        rel_pos_index: torch.Tensor,
+        rel_pos_index: torch.Tensor | RelPosIndex,
         workspace: AttentionWorkspace | None = None,
     ) -> torch.Tensor:
         """
         Args:
             x: tokens ``(B, 1 + H*W, C)``, cls token first.
             bias_table: ``self.bias_table((H, W))`` (or a cached copy), ``(num_heads, T)``.
-            rel_pos_index: ``relative_position_index((H, W))``, ``(1 + H*W, 1 + H*W)``.
+            rel_pos_index: ``relative_position_index((H, W))``, ``(1 + H*W, 1 + H*W)``, or
+                a :class:`RelPosIndex` of ``(H, W)``.
             workspace: scratch shared across layers; only without autograd.
 
         Returns:

@@ -1,12 +1,27 @@
-"""A small least-recently-used cache for per-grid tensors."""
+"""A small least-recently-used cache for per-grid tensors, and how to build what it keeps."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Callable
 
 import torch
+
+
+@contextlib.contextmanager
+def persistent_tensors() -> Iterator[None]:
+    """Build tensors here that a cache keeps across autograd modes.
+
+    A tensor made under ``torch.inference_mode()`` (PyTorch Lightning validates that way) is
+    an inference tensor for life: a later forward with autograd that saves it for backward
+    raises "Inference tensors cannot be saved for backward". Leaving inference mode makes
+    ordinary tensors; ``no_grad`` keeps them out of any graph (leaving inference mode turns
+    grad mode back on).
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        yield
 
 
 class GridCache:

@@ -30,6 +30,7 @@ __all__ = [
     'fit_rel_pos_bias_table',
     'parse_position_fit',
     'relative_position_index',
+    'rel_pos_bias_grid_view',
     'rel_pos_table_size',
     'rel_pos_grid_from_table_size',
     'resize_rel_pos_bias_table',
@@ -88,6 +89,34 @@ def relative_position_index(grid: Grid) -> torch.Tensor:
     index[:, 0] = token_to_cls
     index[0, 0] = cls_to_cls
     return index
+
+
+def rel_pos_bias_grid_view(table: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """The token-to-token part of a head-major bias table as a view over query and key
+    positions, with the keys in reverse order: no copy, no index.
+
+    The bias of query ``(r, c)`` and key ``(r', c')`` is entry
+    ``(r - r' + H - 1) * (2W - 1) + (c - c' + W - 1)``; for the key ``(H-1-r', W-1-c')``
+    it is ``(r + r') * (2W - 1) + (c + c')``, which grows with each of the four
+    coordinates, so it is a strided view of the table.
+
+    Args:
+        table: ``(heads, rel_pos_table_size(grid))``, head-major, any strides.
+        grid: token grid ``(H, W)``.
+
+    Returns:
+        ``(heads, H, W, H, W)`` view, ``[h, r, c, r', c']`` the bias of query ``(r, c)``
+        and key ``(H-1-r', W-1-c')``, i.e. of grid token ``r * W + c`` and the key at
+        position ``r' * W + c'`` of the grid tokens in reverse order.
+    """
+    height, width = grid
+    step = table.stride(1)
+    row_step = (2 * width - 1) * step
+    return table.as_strided(
+        (table.shape[0], height, width, height, width),
+        (table.stride(0), row_step, step, row_step, step),
+        table.storage_offset(),
+    )
 
 
 def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Grid, dst_grid: Grid) -> torch.Tensor:

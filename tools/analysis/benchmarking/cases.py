@@ -6,6 +6,8 @@ import fnmatch
 from dataclasses import dataclass
 
 __all__ = [
+    'DENSE_PATH_VARIANT',
+    'VARIANT_ATTENTION_PATHS',
     'VARIANT_LABELS',
     'BenchmarkError',
     'Case',
@@ -20,7 +22,14 @@ VARIANT_LABELS = {
     'ours': 'MAEViT',
     'ours_cp': 'MAEViT with_cp',
     'ours_compiled': 'MAEViT compiled',
+    'ours_dense': 'MAEViT, dense bias',
 }
+
+#: MAEViT forced onto today's inference path, the whole (heads, N, N) bias gathered per
+#: layer from a cached (N, N) index, for the whole-image scaling case.
+DENSE_PATH_VARIANT = 'ours_dense'
+#: Variants that run every attention call on one path (``use_attention_path``).
+VARIANT_ATTENTION_PATHS = {DENSE_PATH_VARIANT: 'fused_sdpa'}
 
 
 class BenchmarkError(ValueError):

@@ -4,8 +4,9 @@ Within one long-lived process the high-water mark of the resident set only grows
 freed memory stays with the allocator, so each (case, model) runs alone in a child
 (``python -m benchmarking.memory``, the request as JSON on stdin, the answer as JSON
 on stdout). On the CPU the answer is the child's peak resident set (``VmHWM``) and its
-resident set after imports, before the model is built (the interpreter and libraries);
-on CUDA ``torch.cuda.max_memory_allocated``. The peak covers the weights, the optimizer
+resident set after imports, before the model is built (the interpreter and libraries),
+and the growth of the resident set during the step alone (the peak is reset just before
+it); on CUDA ``torch.cuda.max_memory_allocated``. The peak covers the weights, the optimizer
 state (created before the step, so that the step is a steady-state one) and the
 activations. Memory does not depend on the weights' values, so the child keeps its own.
 """
@@ -42,7 +43,9 @@ def peak_memory(
 
     Returns:
         ``peak_mb``: the peak; ``base_mb``: the resident set before the model was built
-        (0 on CUDA); ``net_mb``: their difference, the memory the step itself needs.
+        (0 on CUDA); ``net_mb``: their difference, the memory model and step need;
+        ``step_mb``: the peak less the memory held just before the step (model, inputs,
+        optimizer state), what the step's own tensors and caches take.
 
     Raises:
         RuntimeError: the child failed; the message holds its stderr.
@@ -82,6 +85,17 @@ def _rss_mb(field: str) -> float:
     raise RuntimeError(f'/proc/self/status has no {field}')
 
 
+def _reset_peak_rss() -> bool:
+    """Restart ``VmHWM`` at the current resident set (Linux ``clear_refs``); False where
+    the kernel refuses."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as clear_refs:
+            clear_refs.write('5')
+    except OSError:
+        return False
+    return True
+
+
 def _init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Create the optimizer's state now, as a step after the first one would find it."""
     for param in model.parameters():
@@ -91,7 +105,15 @@ def _init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimiz
 
 
 def _measure(request: dict) -> dict[str, float]:
-    spec = WorkloadSpec(**{**request['spec'], 'image_size': tuple(request['spec']['image_size'])})
+    fields = request['spec']
+    input_size = fields.get('input_size')
+    spec = WorkloadSpec(
+        **{
+            **fields,
+            'image_size': tuple(fields['image_size']),
+            'input_size': tuple(input_size) if input_size else None,
+        }
+    )
     case, variant = Case(**request['case']), request['variant']
     torch.set_num_threads(request['threads'])
     on_cuda = spec.device == 'cuda'
@@ -101,7 +123,7 @@ def _measure(request: dict) -> dict[str, float]:
     compiled = variant == 'ours_compiled'
     runner = torch.compile(model, backend=request['backend']) if compiled else model
     if case.task == 'infer':
-        step = inference_step(workload, runner, case)
+        step = inference_step(workload, runner, case, variant)
     else:
         optimizer = make_optimizer(model)
         _init_optimizer_state(model, optimizer)
@@ -109,13 +131,22 @@ def _measure(request: dict) -> dict[str, float]:
     if compiled and on_cuda:
         step()  # compiles; the peak that counts is that of a compiled step
         torch.cuda.reset_peak_memory_stats()
+    if on_cuda:
+        before_mb = torch.cuda.memory_allocated() / 2**20
+    else:
+        before_mb = _rss_mb('VmRSS')
+        # Without the reset the peak could be a transient of building the model.
+        if not _reset_peak_rss():
+            before_mb = float('nan')
     step()
     if on_cuda:
         torch.cuda.synchronize()
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = _rss_mb('VmHWM')
-    return dict(peak_mb=peak_mb, base_mb=base_mb, net_mb=peak_mb - base_mb)
+    return dict(
+        peak_mb=peak_mb, base_mb=base_mb, net_mb=peak_mb - base_mb, step_mb=peak_mb - before_mb
+    )
 
 
 if __name__ == '__main__':

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .cases import VARIANT_LABELS
+from .cases import DENSE_PATH_VARIANT, VARIANT_LABELS
+from .scaling import SCALING_VARIANTS
 from .whole_vs_slide import WHOLE_VS_SLIDE_STEPS
 
 __all__ = ['format_report']
@@ -17,9 +18,9 @@ def _header(result: dict) -> list[str]:
         name = f'UPerNet segmentor ({options["config"]})'
     size = 'x'.join(str(s) for s in options['image_size'])
     device = env['device'] + (f' ({env["gpu"]})' if 'gpu' in env else '')
+    dims = f'{arch["embed_dims"]} dims, {arch["tokens"]} tokens per image, ' if arch else ''
     return [
-        f'{name}, {options["mode"]} mode: {arch["embed_dims"]} dims, {arch["tokens"]} tokens '
-        f'per image, {size}',
+        f'{name}, {options["mode"]} mode: {dims}img_size {size}',
         f'{device}, {env["threads"]} threads, torch {env["torch"]}; per model '
         f'{options["warmup"]} warm-up + {options["rounds"]} timed steps, models alternating',
     ]
@@ -102,8 +103,55 @@ def _whole_vs_slide(comparison: dict) -> list[str]:
     return lines
 
 
+def _scaling(scaling: dict) -> list[str]:
+    row = '{:<10} {:>6}  {:<20} {:>9} {:>8} {:>9} {:>10} {:>8} {:>10}'
+    lines = [
+        '',
+        'whole-image inference, fp32, batch 1, model img_size '
+        f'{"x".join(map(str, scaling["model_img_size"]))}',
+        row.format(
+            *('image', 'tokens', 'path', 'median s', 'min s'),
+            *('time', 'step MiB', 'memory', 'max |diff|'),
+        ),
+    ]
+    for entry in scaling['sizes']:
+        dense_memory = entry['variants'][DENSE_PATH_VARIANT].get('memory')
+        for index, variant in enumerate(SCALING_VARIANTS):
+            stats = entry['variants'][variant]
+            memory = stats.get('memory')
+            lines.append(
+                row.format(
+                    'x'.join(map(str, entry['size'])) if index == 0 else '',
+                    entry['tokens'] if index == 0 else '',
+                    VARIANT_LABELS[variant],
+                    f'{stats["median"]:.3f}',
+                    f'{stats["min"]:.3f}',
+                    f'{stats["time_ratio"]:.2f}x',
+                    f'{memory["step_mb"]:.0f}' if memory else '-',
+                    f'{memory["step_mb"] / dense_memory["step_mb"]:.2f}x' if memory else '-',
+                    f'{entry["max_abs_diff"]:.1e}' if index == 0 else '',
+                )
+            )
+    first, last = scaling['sizes'][0], scaling['sizes'][-1]
+    for variant in SCALING_VARIANTS:
+        low = first['variants'][variant].get('memory')
+        high = last['variants'][variant].get('memory')
+        if low and high:
+            lines.append(
+                f'{VARIANT_LABELS[variant]}: memory grows {high["step_mb"] / low["step_mb"]:.1f}x '
+                f'from {first["tokens"]} to {last["tokens"]} tokens'
+            )
+    lines += [
+        "time: the path's median / the dense path's. step MiB: peak resident set (CPU) or",
+        'max_memory_allocated (CUDA) of a first forward in a fresh process, less what it held',
+        'before (model, input). max |diff|: largest difference of any output of the two paths.',
+    ]
+    return lines
+
+
 def format_report(result: dict) -> str:
-    """Header, one block of rows per case, then whole-vs-slide if measured."""
+    """Header, one block of rows per case, then whole-vs-slide and whole-image scaling if
+    measured."""
     lines = _header(result)
     if result['cases']:
         lines.append('')
@@ -125,4 +173,6 @@ def format_report(result: dict) -> str:
         lines.extend(_legend(result['environment']['device']))
     if 'whole_vs_slide' in result:
         lines.extend(_whole_vs_slide(result['whole_vs_slide']))
+    if 'whole_image_scaling' in result:
+        lines.extend(_scaling(result['whole_image_scaling']))
     return '\n'.join(lines)

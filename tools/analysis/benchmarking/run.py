@@ -16,6 +16,7 @@ from torch import nn
 from .cases import BenchmarkError, Case, default_cases, select, variants_for
 from .measure import summarize, time_interleaved
 from .memory import peak_memory
+from .scaling import WHOLE_IMAGE_SCALING, measure_scaling, plot_scaling
 from .steps import (
     GemmStep,
     amp_dtype,
@@ -45,7 +46,8 @@ class BenchmarkOptions:
         infer_batches: batch sizes of the inference cases.
         train_batch: batch size of the training cases.
         cases: shell-style patterns of the cases to run (all when empty); segmentor mode
-            adds ``'whole-vs-slide'``.
+            adds ``'whole-vs-slide'``; backbone mode adds ``'whole-image-scaling'``, run
+            only when a pattern names it (minutes at ViT-B size).
         warmup: untimed steps of each model before timing (at least 1).
         rounds: timed steps of each model.
         memory: measure peak memory (one child process per case and model).
@@ -61,6 +63,9 @@ class BenchmarkOptions:
         compile: also time MAEViT under ``torch.compile`` with this backend
             (``'inductor'``, torch's default; backbone mode). Its warm-up steps include
             the compilation.
+        scaling_sizes: image sizes of ``'whole-image-scaling'``, on a model of
+            ``image_size``.
+        plot: PNG of ``'whole-image-scaling'`` (time and memory against tokens).
     """
 
     mode: str = 'backbone'
@@ -80,6 +85,8 @@ class BenchmarkOptions:
     threads: int | None = None
     seed: int = 0
     compile: str | None = None
+    scaling_sizes: tuple[tuple[int, int], ...] = ((512, 512), (1024, 1024), (1024, 2048))
+    plot: str | None = None
 
 
 def _check(options: BenchmarkOptions) -> None:
@@ -95,19 +102,32 @@ def _check(options: BenchmarkOptions) -> None:
         raise BenchmarkError('--checkpoint and --image are for --mode segmentor')
     if options.compile and options.mode != 'backbone':
         raise BenchmarkError('--compile is for --mode backbone')
-    if any(side % 16 for side in options.image_size):
-        # mmseg's MAE runs only at its img_size, in whole patches.
-        raise BenchmarkError(f'--size {options.image_size}: use multiples of the patch size 16')
+    if options.mode != 'backbone' and options.plot:
+        raise BenchmarkError('--plot is for --mode backbone (whole-image-scaling)')
+    for flag, size in [('--size', options.image_size)] + [
+        ('--scaling-sizes', size) for size in options.scaling_sizes
+    ]:
+        if any(side % 16 for side in size):
+            # mmseg's MAE runs only at its img_size, in whole patches.
+            raise BenchmarkError(f'{flag} {tuple(size)}: use multiples of the patch size 16')
+    if options.plot and not options.plot.endswith('.png'):
+        raise BenchmarkError(f'--plot {options.plot}: the plot is a PNG, name it *.png')
 
 
-def _selected(options: BenchmarkOptions) -> tuple[list[Case], bool]:
-    """The cases to run, and whether to run the whole-vs-slide comparison."""
+def _selected(options: BenchmarkOptions) -> tuple[list[Case], bool, bool]:
+    """The cases to run, and whether to run the whole-vs-slide comparison and the
+    whole-image scaling case."""
     cases = default_cases(tuple(options.infer_batches), options.train_batch)
     names = [case.name for case in cases]
     if options.mode == 'segmentor':
         names.append(WHOLE_VS_SLIDE)
+    elif options.cases:
+        names.append(WHOLE_IMAGE_SCALING)
     chosen = select(names, options.cases or ['*'])
-    return [case for case in cases if case.name in chosen], WHOLE_VS_SLIDE in chosen
+    if options.plot and WHOLE_IMAGE_SCALING not in chosen:
+        raise BenchmarkError(f'--plot is the plot of --cases {WHOLE_IMAGE_SCALING}: add it')
+    cases = [case for case in cases if case.name in chosen]
+    return cases, WHOLE_VS_SLIDE in chosen, WHOLE_IMAGE_SCALING in chosen
 
 
 def _vit_dims(backbone: nn.Module) -> dict[str, int]:
@@ -138,7 +158,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
     _check(options)
     if options.threads:
         torch.set_num_threads(options.threads)
-    cases, run_whole_vs_slide = _selected(options)
+    cases, run_whole_vs_slide, run_scaling = _selected(options)
     spec = WorkloadSpec(
         mode=options.mode,
         arch=ARCHS[options.arch] if isinstance(options.arch, str) else options.arch,
@@ -148,6 +168,8 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
         seed=options.seed,
     )
     workload = build_workload(spec)
+    if not cases and not run_whole_vs_slide:
+        return _scaling_only(options, spec, log)
     models = build_pair(workload, ['mmseg', 'ours'])
     if options.checkpoint:
         workload.load_weights(models, options.checkpoint)
@@ -205,7 +227,44 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print)
                 weights=options.checkpoint or f'random (seed {options.seed})',
                 image=options.image or f'random (seed {options.seed})',
             )
+    if run_scaling:
+        del models
+        gc.collect()
+        _add_scaling(result, options, spec, log)
     return result
+
+
+def _scaling_only(options: BenchmarkOptions, spec: WorkloadSpec, log) -> dict:
+    """The result of a run of the whole-image scaling case alone: no mmseg model built."""
+    result = dict(
+        options=dataclasses.asdict(options),
+        environment=_environment(options.device),
+        arch=None,
+        cases=[],
+    )
+    _add_scaling(result, options, spec, log)
+    return result
+
+
+def _add_scaling(result: dict, options: BenchmarkOptions, spec: WorkloadSpec, log) -> None:
+    result['whole_image_scaling'] = measure_scaling(
+        spec,
+        [tuple(size) for size in options.scaling_sizes],
+        options.warmup,
+        options.rounds,
+        options.memory,
+        torch.get_num_threads(),
+        log,
+    )
+    if options.plot:
+        name = options.arch if isinstance(options.arch, str) else 'custom ViT'
+        env = result['environment']
+        title = (
+            f'{name} whole-image inference, fp32, batch 1, {env["device"]}, '
+            f'{env["threads"]} threads, torch {env["torch"]}'
+        )
+        plot_scaling(result['whole_image_scaling'], options.plot, title)
+        log(f'{WHOLE_IMAGE_SCALING}: plot written to {options.plot}')
 
 
 def _steps(

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mae_seg.models import MAEViT
+from mae_seg.models.layers.sdpa import use_attention_path
 
-from .cases import Case
+from .cases import VARIANT_ATTENTION_PATHS, Case
 
 __all__ = [
     'GemmStep',
@@ -40,15 +41,33 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
 
 
-def inference_step(workload, model: nn.Module, case: Case) -> Callable[[], None]:
-    """A forward pass without autograd, in ``case.precision``."""
+def inference_step(
+    workload,
+    model: nn.Module,
+    case: Case,
+    variant: str | None = None,
+    outputs: dict | None = None,
+) -> Callable[[], None]:
+    """A forward pass without autograd, in ``case.precision``.
+
+    Args:
+        workload: gives the inputs and runs the model.
+        model: the model.
+        case: batch and precision.
+        variant: a name of :data:`VARIANT_ATTENTION_PATHS` runs on its attention path.
+        outputs: where to keep the outputs, under ``variant``.
+    """
     inputs = workload.inputs(case.batch)
     device = workload.spec.device
+    path = VARIANT_ATTENTION_PATHS.get(variant)
+    on_path = (lambda: use_attention_path(path)) if path else contextlib.nullcontext
 
     def step() -> None:
         model.eval()
-        with torch.no_grad(), autocast(device, case.precision):
-            workload.infer(model, inputs)
+        with torch.no_grad(), autocast(device, case.precision), on_path():
+            result = workload.infer(model, inputs)
+        if outputs is not None:
+            outputs[variant] = result
 
     return step
 

@@ -64,6 +64,8 @@ class WorkloadSpec:
         device: ``'cpu'`` or ``'cuda'``.
         config: segmentor config file (segmentor mode).
         seed: seed of the weights and inputs.
+        input_size: ``(H, W)`` of the backbone's input images where they are not of
+            ``image_size`` (whole-image inference at another size; backbone mode).
     """
 
     mode: str
@@ -72,6 +74,7 @@ class WorkloadSpec:
     device: str = 'cpu'
     config: str | None = None
     seed: int = 0
+    input_size: tuple[int, int] | None = None
 
 
 def _seeded_weights_(model: nn.Module, seed: int) -> None:
@@ -119,7 +122,8 @@ class BackboneWorkload:
         return model
 
     def inputs(self, batch: int) -> torch.Tensor:
-        return _random_images(batch, self.spec.image_size, self.spec.seed, self.spec.device)
+        size = self.spec.input_size or self.spec.image_size
+        return _random_images(batch, size, self.spec.seed, self.spec.device)
 
     def infer(self, model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return model(inputs)
