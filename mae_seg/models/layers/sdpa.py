@@ -92,6 +92,10 @@ def choose_attention_path(
 ) -> str:
     """The name of the :data:`ATTENTION_PATHS` entry for these conditions.
 
+    - Under ``torch.export`` (ONNX export, ``mae_seg.deploy``): ``'fused_sdpa'``, whatever
+      else holds. Its dense gather and one SDPA call are what ONNX expresses (``Gather``,
+      then ``MatMul``/``Softmax`` or ``Attention``) for every grid, so one exported graph
+      serves every image size.
     - No gradient for the bias table (inference, a frozen table), any CUDA call, or
       attention dropout: ``'fused_sdpa'``, ``F.scaled_dot_product_attention`` with the
       gathered bias as its float mask. On CUDA the memory-efficient kernel takes a mask
@@ -116,6 +120,8 @@ def choose_attention_path(
         needs_grad: autograd is on and the bias table requires a gradient.
         dropout_p: dropout on the attention weights.
     """
+    if torch.compiler.is_exporting():
+        return FUSED_SDPA
     if not needs_grad or device.type != 'cpu' or dropout_p > 0.0:
         return FUSED_SDPA
     if dtype != torch.float32 or torch.compiler.is_compiling():
