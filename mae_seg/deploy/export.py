@@ -151,9 +151,10 @@ def _export_program(model: nn.Module, example: torch.Tensor, dynamic_shapes, ops
     import logging
 
     quiet = io.StringIO()
-    onnx_logger = logging.getLogger('onnxscript')
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.CRITICAL)
+    loggers = [logging.getLogger(name) for name in ('torch.onnx', 'onnxscript')]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
             warnings.simplefilter('ignore')
@@ -175,4 +176,5 @@ def _export_program(model: nn.Module, example: torch.Tensor, dynamic_shapes, ops
             f'the model does not export to ONNX: {type(error).__name__}: {first_line}'
         ) from error
     finally:
-        onnx_logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

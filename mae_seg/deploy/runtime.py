@@ -48,6 +48,8 @@ class OnnxSegmentor:
         }[optimization]
         if threads is not None:
             options.intra_op_num_threads = threads
+        # A failing run raises with the same message that onnxruntime would also log.
+        options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -80,7 +82,8 @@ class OnnxSegmentor:
         """``(N, 3, H, W)`` RGB in ``[0, 255]`` -> ``(N, num_classes, H, W)`` logits.
 
         Raises:
-            ConfigError: a file of fixed size given another size.
+            ConfigError: a file of fixed size given another size, or a run that fails
+                (an image below 2 patches a side).
         """
         fixed = self.fixed_size
         if fixed is not None and tuple(images.shape[2:]) != fixed:
@@ -91,7 +94,14 @@ class OnnxSegmentor:
         images = np.ascontiguousarray(images, dtype=np.float32)
         if self.fixed_batch is not None and images.shape[0] != self.fixed_batch:
             return np.concatenate([self(image[None]) for image in images])
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+        try:
+            return self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+        except Exception as error:  # onnxruntime's Fail / InvalidArgument
+            first_line = str(error).strip().splitlines()[0]
+            raise ConfigError(
+                f'onnxruntime cannot run the model on {images.shape[2]}x{images.shape[3]} '
+                f'images (a ViT needs at least 2 patches a side): {first_line}'
+            ) from error
 
     def slide(
         self,

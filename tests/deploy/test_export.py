@@ -8,8 +8,8 @@ import torch
 
 from mae_seg.deploy import OnnxSegmentor, export_onnx, verify_onnx
 
-# None of them is the 64x64 the export saw; 70x90 is no multiple of the patch size.
-UNSEEN = [(96, 160), (200, 136), (128, 128), (48, 80), (70, 90)]
+# None of them is the 128x128 the export saw; 70x90 is no multiple of the patch size.
+UNSEEN = [(96, 160), (200, 136), (64, 64), (48, 80), (70, 90)]
 
 
 @pytest.mark.parametrize('size', UNSEEN)
@@ -65,9 +65,9 @@ def test_static_export_takes_its_size_only(tiny_wrapped, tmp_path):
 
 
 def test_verify_reports_each_size(tiny_wrapped, tiny_onnx):
-    checks = verify_onnx(tiny_wrapped[1], str(tiny_onnx), [(64, 64), (96, 160)])
+    checks = verify_onnx(tiny_wrapped[1], str(tiny_onnx), [(128, 128), (96, 160)])
     assert [(c.size, c.output_shape) for c in checks] == [
-        ((64, 64), (2, 5, 64, 64)),
+        ((128, 128), (2, 5, 128, 128)),
         ((96, 160), (2, 5, 96, 160)),
     ]
     assert all(0 < c.max_abs_diff < 1e-3 for c in checks)
@@ -75,11 +75,20 @@ def test_verify_reports_each_size(tiny_wrapped, tiny_onnx):
 
 def test_slide_matches_mmseg_slide_inference(tiny_wrapped, tiny_onnx):
     segmentor, model = tiny_wrapped
-    images = torch.rand(2, 3, 64, 150) * 255
+    images = torch.rand(2, 3, 128, 300) * 255
     inputs = (images - model.mean) / model.std
     with torch.no_grad():
-        expected = segmentor.slide_inference(inputs, [dict(img_shape=(64, 150))] * 2)
+        expected = segmentor.slide_inference(inputs, [dict(img_shape=(128, 300))] * 2)
     session = OnnxSegmentor(str(tiny_onnx))
     for window_batch_size in (1, 3):
-        actual = session.slide(images.numpy(), (64, 64), (43, 43), window_batch_size)
+        actual = session.slide(images.numpy(), (128, 128), (85, 85), window_batch_size)
         torch.testing.assert_close(torch.from_numpy(actual), expected, atol=1e-3, rtol=0)
+
+
+def test_image_below_two_patches_is_a_clear_error(tiny_onnx):
+    from mae_seg.apis import ConfigError
+
+    session = OnnxSegmentor(str(tiny_onnx))
+    assert session(np.zeros((1, 3, 32, 40), np.float32)).shape == (1, 5, 32, 40)
+    with pytest.raises(ConfigError, match='cannot run the model on 16x48 images'):
+        session(np.zeros((1, 3, 16, 48), np.float32))
