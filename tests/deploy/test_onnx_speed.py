@@ -20,7 +20,7 @@ def test_prints_one_row_per_case_with_both_runtimes(tiny_segmentor, capsys):
     assert '| slide 128x300, 4 windows of 128x128 |' in slide
     for row in (whole, slide):
         cells = [cell.strip() for cell in row.strip('|').split('|')]
-        assert all(float(cell) > 0 for cell in cells[2:5])
+        assert all(float(cell.split()[0]) > 0 for cell in cells[2:5])
         assert cells[5].endswith('x') and float(cells[6]) > 0
 
 
@@ -28,8 +28,12 @@ def test_format_table_ratio():
     from onnx_speed import format_table
 
     row = dict(
-        model='m.py', case='whole 1x1', onnx_mib=1.5, medians={'pytorch': 2.0, 'ort-all': 1.0}
+        model='m.py',
+        case='whole 1x1',
+        onnx_mib=1.5,
+        medians={'pytorch': 2.0, 'ort-all': 1.0},
+        minima={'pytorch': 1.5, 'ort-all': 0.5},
     )
     assert format_table([row], ['all']).splitlines()[2] == (
-        '| m.py | whole 1x1 | 2.000 | 1.000 | 2.00x | 1.5 |'
+        '| m.py | whole 1x1 | 2.000 (min 1.500) | 1.000 (min 0.500) | 2.00x | 1.5 |'
     )

@@ -104,6 +104,7 @@ def measure(config: str, args: argparse.Namespace, workdir: str) -> list[dict]:
                 model=os.path.basename(config),
                 case=case,
                 medians={name: summarize(values)['median'] for name, values in times.items()},
+                minima={name: summarize(values)['min'] for name, values in times.items()},
                 onnx_mib=os.path.getsize(path) / 2**20,
             )
         )
@@ -136,14 +137,16 @@ def _ort_step(session, array, mode: str, crop, stride, batch: int) -> Callable[[
 
 
 def format_table(rows: list[dict], levels: list[str]) -> str:
-    """Markdown: seconds per image (median), and PyTorch's time over onnxruntime's."""
+    """Markdown: seconds per call (median and minimum), and PyTorch's median time over
+    onnxruntime's."""
     header = ['model', 'case', 'PyTorch s'] + [f'ORT ({level}) s' for level in levels]
     header += [f'PyTorch / ORT ({levels[0]})', 'ONNX MiB']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
     for row in rows:
-        medians = row['medians']
-        cells = [row['model'], row['case'], f'{medians["pytorch"]:.3f}']
-        cells += [f'{medians[f"ort-{level}"]:.3f}' for level in levels]
+        medians, minima = row['medians'], row['minima']
+        names = ['pytorch'] + [f'ort-{level}' for level in levels]
+        cells = [row['model'], row['case']]
+        cells += [f'{medians[name]:.3f} (min {minima[name]:.3f})' for name in names]
         cells += [f'{medians["pytorch"] / medians[f"ort-{levels[0]}"]:.2f}x']
         cells += [f'{row["onnx_mib"]:.1f}']
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += measure(config, args, workdir)
     print(
         f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, '
-        f'{args.threads} threads, median of {args.rounds} rounds (after {args.warmup} warm-up)'
+        f'{args.threads} threads, median (and minimum) of {args.rounds} rounds after '
+        f'{args.warmup} warm-up'
     )
     print(format_table(rows, args.ort_levels))
     return 0
