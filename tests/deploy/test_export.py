@@ -92,3 +92,16 @@ def test_image_below_two_patches_is_a_clear_error(tiny_onnx):
     assert session(np.zeros((1, 3, 32, 40), np.float32)).shape == (1, 5, 32, 40)
     with pytest.raises(ConfigError, match='cannot run the model on 16x48 images'):
         session(np.zeros((1, 3, 16, 48), np.float32))
+
+
+def test_padding_preprocessor_is_refused(tiny_wrapped):
+    from mae_seg.apis import ConfigError
+    from mae_seg.deploy import SegmentorForExport
+
+    segmentor, _ = tiny_wrapped
+    segmentor.data_preprocessor.test_cfg = dict(size_divisor=32)
+    try:
+        with pytest.raises(ConfigError, match='pads test images'):
+            SegmentorForExport(segmentor)
+    finally:
+        segmentor.data_preprocessor.test_cfg = None
