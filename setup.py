@@ -11,6 +11,11 @@ def read_version() -> str:
     return namespace['__version__']
 
 
+# mae_seg.deploy and tools/deployment/: ONNX export (torch's dynamo exporter translates with
+# onnxscript) and onnxruntime. The tests extra has them, so the set-up and CI install them.
+DEPLOY = ['onnx>=1.17', 'onnxscript>=0.3', 'onnxruntime>=1.20']
+
+
 setup(
     name='mae_seg',
     version=read_version(),
@@ -37,8 +42,9 @@ setup(
         'regex',
     ],
     extras_require={
+        'deploy': DEPLOY,
         # transformers: the reference model the hub-checkpoint conversion is tested against.
-        'tests': ['pytest>=7', 'ruff>=0.5', 'transformers'],
+        'tests': ['pytest>=7', 'ruff>=0.5', 'transformers', *DEPLOY],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -385,7 +385,8 @@ class MAEViT(BaseModule):
         """
         if torch.compiler.is_compiling():
             # A compiled graph holds its own constants; looking up and comparing Python-side
-            # cache entries would break the graph at every layer.
+            # cache entries would break the graph at every layer. Also under torch.export
+            # (ONNX), where the grid is symbolic and every position is computed in the graph.
             return self._resize_positions(grid, relative_position_index(grid).to(device))
         entry = self._grid_cache.get((grid, device), lambda: _CachedGrid(RelPosIndex(grid, device)))
         if torch.is_grad_enabled() or grid == self.patch_shape:
@@ -420,13 +421,16 @@ class MAEViT(BaseModule):
             order; with ``output_cls_token`` each is ``[map, cls_token (B, C)]``.
         """
         x, hw_shape = self.patch_embed(inputs)
-        grid = (int(hw_shape[0]), int(hw_shape[1]))
+        # Under torch.export (ONNX) the sizes stay symbolic: int() would fix the graph to one.
+        grid = tuple(hw_shape) if torch.compiler.is_exporting() else tuple(map(int, hw_shape))
         batch = x.shape[0]
         x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
         positions = self._grid_positions(grid, x.device)
         x = x + positions.pos_embed
         index = positions.rel_pos_index
-        workspace = None if torch.is_grad_enabled() else AttentionWorkspace()
+        # An exported graph allocates per call; a workspace would only add copies to it.
+        exporting = torch.compiler.is_exporting()
+        workspace = None if torch.is_grad_enabled() or exporting else AttentionWorkspace()
 
         outs = []
         last = len(self.layers) - 1

@@ -44,6 +44,16 @@ NUM_CLS_ENTRIES = 3
 POSITION_FITS = ('stretch', 'extend')
 
 
+def _same_grid(src_grid: Grid, dst_grid: Grid) -> bool:
+    """Whether the grids are equal, so a fit has nothing to do.
+
+    Always false under ``torch.export`` (ONNX export): the sizes are symbolic there, and
+    comparing them would fix the exported graph to the example's grid; fitting to the same
+    grid is exact (bicubic at integer positions, or each position its own nearest).
+    """
+    return not torch.compiler.is_exporting() and tuple(src_grid) == tuple(dst_grid)
+
+
 def rel_pos_table_size(grid: Grid) -> int:
     """Number of rows of a relative position bias table for a token grid ``(H, W)``."""
     return (2 * grid[0] - 1) * (2 * grid[1] - 1) + NUM_CLS_ENTRIES
@@ -82,7 +92,8 @@ def relative_position_index(grid: Grid) -> torch.Tensor:
     # The NUM_CLS_ENTRIES cls entries follow the offset entries, in the order the module
     # docstring gives.
     num_offsets = rel_pos_table_size(grid) - NUM_CLS_ENTRIES
-    cls_to_token, token_to_cls, cls_to_cls = range(num_offsets, num_offsets + NUM_CLS_ENTRIES)
+    # Sums, not range(): under torch.export the sizes are symbolic and range() would fix them.
+    cls_to_token, token_to_cls, cls_to_cls = (num_offsets + i for i in range(NUM_CLS_ENTRIES))
     index = torch.empty((height * width + 1,) * 2, dtype=torch.long)
     index[1:, 1:] = index_hw
     index[0, :] = cls_to_token
@@ -136,7 +147,7 @@ def resize_rel_pos_bias_table(table: torch.Tensor, src_grid: Grid, dst_grid: Gri
     Returns:
         ``(rel_pos_table_size(dst_grid), num_heads)``.
     """
-    if tuple(src_grid) == tuple(dst_grid):
+    if _same_grid(src_grid, dst_grid):
         return table
     src_h, src_w = 2 * src_grid[0] - 1, 2 * src_grid[1] - 1
     dst_h, dst_w = 2 * dst_grid[0] - 1, 2 * dst_grid[1] - 1
@@ -166,7 +177,7 @@ def resize_abs_pos_embed(
     Returns:
         ``(1, num_prefix_tokens + H'*W', C)``.
     """
-    if tuple(src_grid) == tuple(dst_grid):
+    if _same_grid(src_grid, dst_grid):
         return pos_embed
     prefix, grid_tokens = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     channels = pos_embed.shape[-1]
@@ -199,7 +210,7 @@ def extend_rel_pos_bias_table(table: torch.Tensor, src_grid: Grid, dst_grid: Gri
     Returns:
         ``(rel_pos_table_size(dst_grid), num_heads)``.
     """
-    if tuple(src_grid) == tuple(dst_grid):
+    if _same_grid(src_grid, dst_grid):
         return table
     src_h, src_w = 2 * src_grid[0] - 1, 2 * src_grid[1] - 1
     dst_h, dst_w = 2 * dst_grid[0] - 1, 2 * dst_grid[1] - 1
@@ -226,7 +237,7 @@ def extend_abs_pos_embed(
     Returns:
         ``(1, num_prefix_tokens + H'*W', C)``.
     """
-    if tuple(src_grid) == tuple(dst_grid):
+    if _same_grid(src_grid, dst_grid):
         return pos_embed
     rows = _nearest_trained(dst_grid[0], src_grid[0], 0).to(pos_embed.device)
     cols = _nearest_trained(dst_grid[1], src_grid[1], 0).to(pos_embed.device)

@@ -152,6 +152,10 @@ def choose_attention_path(
 ) -> str:
     """The name of the :data:`ATTENTION_PATHS` entry for these conditions.
 
+    - Under ``torch.export`` (ONNX export, ``mae_seg.deploy``): ``'fused_sdpa'``, whatever
+      else holds. Its dense gather and one SDPA call are what ONNX expresses (``Gather``,
+      then ``MatMul``/``Softmax`` or ``Attention``) for every grid, so one exported graph
+      serves every image size.
     - Inside :func:`use_attention_path`: the path it names.
     - Autograd off (inference), no attention dropout, eager, a known ``grid`` of at least
       :data:`BLOCKWISE_MIN_TOKENS` tokens, any dtype: ``'blockwise_sdpa'``, SDPA per
@@ -190,6 +194,8 @@ def choose_attention_path(
             :func:`~.positions.relative_position_index` (a :class:`RelPosIndex`), which
             ``'blockwise_sdpa'`` needs.
     """
+    if torch.compiler.is_exporting():
+        return FUSED_SDPA
     forced = _FORCED_PATH.get()
     if forced is not None:
         return forced

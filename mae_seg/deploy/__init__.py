@@ -1,0 +1,23 @@
+"""Deploying a segmentor without mmdeploy: one ONNX file for any image size, run by
+onnxruntime and checked against PyTorch (``docs/deployment.md``).
+
+Needs the ``deploy`` extra (onnx, onnxruntime, onnxscript). :mod:`.evaluate` (which needs
+mmseg's data sets) is imported on its own.
+"""
+
+from .export import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, SegmentorForExport, export_onnx
+from .runtime import OPTIMIZATION_LEVELS, OnnxSegmentor
+from .verify import SizeCheck, unseen_sizes, verify_onnx
+
+__all__ = [
+    'DEFAULT_OPSET',
+    'INPUT_NAME',
+    'OPTIMIZATION_LEVELS',
+    'OUTPUT_NAME',
+    'OnnxSegmentor',
+    'SegmentorForExport',
+    'SizeCheck',
+    'export_onnx',
+    'unseen_sizes',
+    'verify_onnx',
+]
