@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
 from PIL import Image
 from quick_start_kit import (
     FOLDER_CLASSES,
@@ -159,13 +163,21 @@ def rgb_shapes_root(tmp_path):
     return root
 
 
+def quick_start_model():
+    """The quick-start segmentor with random weights (a checkpoint that fits its config)."""
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(str(QUICK))
+    cfg.model.pretrained = None
+    return MODELS.build(cfg.model)
+
+
 def test_rgb_annotations_stop_train_check_and_test(rgb_shapes_root, tmp_path, capsys):
     """The issue's row: index masks re-saved as 3-channel RGB."""
     assert load_tool('train.py').main([str(QUICK), '--check', *quick_options(rgb_shapes_root)]) == 2
     for line in assert_error_lines(capsys.readouterr(), 'train.py', count=2):
         assert "annotation mode 'RGB' has 3 channels" in line
     checkpoint = tmp_path / 'model.pth'
-    checkpoint.write_bytes(b'')  # read only after the data check
+    torch.save(dict(state_dict=quick_start_model().state_dict()), checkpoint)
     assert (
         load_tool('test.py').main([str(QUICK), str(checkpoint), *quick_options(rgb_shapes_root)])
         == 2
