@@ -52,7 +52,7 @@ def test_mismatched_checkpoint_is_one_line(tiny_segmentor, tmp_path, capsys):
     assert load_tool('pytorch2onnx').main([str(other), str(checkpoint), str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f'pytorch2onnx.py: error: checkpoint {checkpoint} does not fit {other}')
-    assert 'shapes (checkpoint vs config)' in err and '\n' not in err
+    assert 'shapes (checkpoint vs model)' in err and '\n' not in err
     assert leftovers(tmp_path / 'out') == []
 
 
