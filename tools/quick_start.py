@@ -34,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='spoil four training pairs (labels out of range, RGB mask, missing annotation, '
         'size mismatch) for trying tools/analysis/check_dataset.py',
     )
+    folder.add_argument(
+        '--colour-masks',
+        metavar='DIR',
+        help='also write the annotations painted in class colours to DIR/{train,val} with '
+        'DIR/labelmap.txt, for trying tools/dataset_converters/color_masks_to_index.py',
+    )
     checkpoint = steps.add_parser(
         'checkpoint', help='write a random tiny MAE checkpoint in the official layout'
     )
@@ -67,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.plant_faults:
             for fault, path in quick_start.plant_faults(args.root, names).items():
                 print(f'planted {fault}: {path}')
+        if args.colour_masks:
+            labelmap = quick_start.write_colour_masks(args.root, args.colour_masks)
+            print(f'wrote colour masks to {args.colour_masks}/{{train,val}} and {labelmap}')
     elif args.step == 'checkpoint':
         path = quick_start.save_official_mae_checkpoint(args.path)
         print(f'wrote {path}')

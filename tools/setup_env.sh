@@ -184,3 +184,5 @@ step "check"
 "$VPY" -c "import mae_seg, mmseg, mmcv.ops, timm; print('mae_seg', mae_seg.__version__, '| mmseg', mmseg.__version__, '| mmcv', mmcv.__version__, '| timm', timm.__version__)" \
   || fail "the installed packages do not import"
 printf '\nsetup_env: done in %ds. Python: %s\n' $((SECONDS - start)) "$VPY"
+printf 'setup_env: run `source %s/bin/activate` first: the `python ...` commands of README.md assume it\n' \
+  "$VENV"

@@ -58,11 +58,39 @@ class UnknownColour:
         return f'{self.path}: colour {self.colour} in {self.pixels} pixels is not in the class list'
 
 
+#: Unknown colours a report names one by one; the rest are counted.
+SHOWN_UNKNOWN = 10
+
+
 @dataclass
 class ConversionReport:
     converted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # not written: unknown colours
     unknown: list[UnknownColour] = field(default_factory=list)
+    # Grey masks (one channel or equal channels) with values that are no listed colour,
+    # {path: values}: index masks given by mistake, named once rather than value by value.
+    grey: dict[str, list[int]] = field(default_factory=dict)
+
+    def grey_summary(self) -> str | None:
+        """One line on the grey masks that were not converted, or None if there were none."""
+        if not self.grey:
+            return None
+        path, values = next(iter(self.grey.items()))
+        shown = ', '.join(map(str, values[:8])) + (', ...' if len(values) > 8 else '')
+        return (
+            f'{len(self.grey)} masks are grey (one channel, or three equal channels) with '
+            f'values that are no listed colour (first {path}: values {shown}): these look '
+            'like index masks already, which the config reads as they are; they were not '
+            'converted'
+        )
+
+    def unknown_shown(self, limit: int = SHOWN_UNKNOWN) -> tuple[list[UnknownColour], str | None]:
+        """The first ``limit`` unknown colours, and a line counting the rest (or None)."""
+        rest = self.unknown[limit:]
+        if not rest:
+            return self.unknown, None
+        files = len({unknown.path for unknown in rest})
+        return self.unknown[:limit], f'{len(rest)} more unknown colours in {files} masks'
 
 
 def _rgb(values: list[str], where: str) -> tuple[int, int, int]:
@@ -187,12 +215,17 @@ def colour_mask_to_index(
     return lookup[inverse].reshape(rgb.shape[:2]), unknown
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def _read_rgb(path: Path) -> tuple[np.ndarray, bool]:
+    """``(H, W, 3)`` uint8, and whether the file is grey: one channel (not a palette
+    image, whose indices stand for colours) or three equal channels."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert('RGB'))
+            one_channel = image.mode in ('1', 'L', 'LA', 'I', 'I;16', 'F')
+            rgb = np.asarray(image.convert('RGB'))
     except (OSError, UnidentifiedImageError) as error:
         raise ColourMaskError(f'{path} cannot be read as an image: {error}') from error
+    equal_channels = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    return rgb, one_channel or bool(equal_channels)
 
 
 def _write_index_png(index: np.ndarray, classes: ClassColours, path: Path) -> None:
@@ -216,7 +249,9 @@ def convert_colour_masks(
 
     Args:
         unknown_index: None (default): a mask with an unlisted colour is not written and is
-            reported; an index (e.g. 255): unlisted colours get it, and are reported too.
+            reported; an index (e.g. 255): unlisted colours get it, and are reported too. A
+            grey mask with unlisted values (an index mask) is never written, and is reported
+            in ``grey``.
 
     Raises:
         ColourMaskError: ``source_dir`` holds no such mask, or one cannot be read.
@@ -229,7 +264,13 @@ def convert_colour_masks(
         raise ColourMaskError(f'{target_dir} is the source folder; give another output folder')
     report = ConversionReport()
     for mask in masks:
-        index, unknown = colour_mask_to_index(_read_rgb(mask), classes, unknown_index)
+        rgb, grey = _read_rgb(mask)
+        index, unknown = colour_mask_to_index(rgb, classes, unknown_index)
+        if unknown and grey:
+            # Grey classes may be listed; a grey mask with unlisted greys is an index mask.
+            report.grey[str(mask)] = np.unique(rgb[..., 0]).tolist()
+            report.skipped.append(str(mask))
+            continue
         report.unknown += [
             UnknownColour(str(mask), colour, count)
             for colour, count in sorted(unknown.items(), key=lambda item: -item[1])

@@ -5,19 +5,29 @@ Needs the ``deploy`` extra (onnx, onnxruntime, onnxscript). :mod:`.evaluate` (wh
 mmseg's data sets) is imported on its own.
 """
 
-from .export import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, SegmentorForExport, export_onnx
+from .export import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    MIN_PATCHES,
+    OUTPUT_NAME,
+    SegmentorForExport,
+    export_onnx,
+    min_input_size,
+)
 from .runtime import OPTIMIZATION_LEVELS, OnnxSegmentor
 from .verify import SizeCheck, unseen_sizes, verify_onnx
 
 __all__ = [
     'DEFAULT_OPSET',
     'INPUT_NAME',
+    'MIN_PATCHES',
     'OPTIMIZATION_LEVELS',
     'OUTPUT_NAME',
     'OnnxSegmentor',
     'SegmentorForExport',
     'SizeCheck',
     'export_onnx',
+    'min_input_size',
     'unseen_sizes',
     'verify_onnx',
 ]

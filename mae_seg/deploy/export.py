@@ -19,6 +19,7 @@ swapped for a size-generic form while exporting (:mod:`.pooling`).
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -34,13 +35,20 @@ __all__ = [
     'INPUT_NAME',
     'OUTPUT_NAME',
     'SegmentorForExport',
+    'MIN_PATCHES',
     'export_onnx',
+    'min_input_size',
 ]
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'seg_logits'
 #: The lowest opset torch's dynamo exporter writes without converting versions.
 DEFAULT_OPSET = 18
+#: Fewest patches a side an input may have: the decode head's feature pyramid pools the
+#: token grid by 2 (a 1x1 grid fails inside torch.export and onnxruntime).
+MIN_PATCHES = 2
+#: Terminal colour codes in torch.export's messages.
+ANSI_CODE = re.compile(r'\x1b\[[0-9;]*m')
 #: Names of the symbolic dimensions of a dynamic export, as the file shows them.
 DYNAMIC_DIMS = {0: 'batch', 2: 'height', 3: 'width'}
 
@@ -85,6 +93,24 @@ class SegmentorForExport(nn.Module):
         return self.segmentor.encode_decode(inputs, [dict(img_shape=inputs.shape[2:])])
 
 
+def min_input_size(model: SegmentorForExport) -> int:
+    """The smallest height and width (pixels) ``model`` runs on: :data:`MIN_PATCHES`
+    patches of its backbone (16 pixels where the backbone names no ``patch_size``)."""
+    patch = getattr(model.segmentor.backbone, 'patch_size', 16)
+    patch = max(patch) if isinstance(patch, (tuple, list)) else int(patch)
+    return MIN_PATCHES * patch
+
+
+def check_export_size(model: SegmentorForExport, shape: Sequence[int]) -> None:
+    """Raises ConfigError for an example size below :func:`min_input_size` a side."""
+    smallest = min_input_size(model)
+    if min(shape) < smallest:
+        raise ConfigError(
+            f'--shape {shape[0]} {shape[1]} is too small: the model needs at least '
+            f'{MIN_PATCHES} patches a side, {smallest}x{smallest} pixels'
+        )
+
+
 def check_opset(opset: int) -> None:
     """Raises ConfigError for an opset the installed onnx does not know."""
     import onnx
@@ -114,12 +140,13 @@ def export_onnx(
         overwrite: replace an existing ``path``.
 
     Raises:
-        ConfigError: ``path`` exists (without ``overwrite``), is a folder or cannot be
-            written; the opset is unknown or cannot express an op of the model; the model
-            does not export.
+        ConfigError: ``shape`` is below :func:`min_input_size` a side; ``path`` exists
+            (without ``overwrite``), is a folder or cannot be written; the opset is unknown
+            or cannot express an op of the model; the model does not export.
     """
     import onnx
 
+    check_export_size(model, shape)
     check_opset(opset)
     check_output_path(path, overwrite)
     # A batch of 2: torch.export takes a size of 1 for a constant.
@@ -151,10 +178,10 @@ def _export_program(model: nn.Module, example: torch.Tensor, dynamic_shapes, ops
     import logging
 
     quiet = io.StringIO()
-    loggers = [logging.getLogger(name) for name in ('torch.onnx', 'onnxscript')]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
+    # torch.export logs its failures (fake-tensor tracebacks, dozens of lines) on loggers
+    # of its own below 'torch' with their own handlers: all logging is off while it runs.
+    disabled = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
             warnings.simplefilter('ignore')
@@ -171,10 +198,20 @@ def _export_program(model: nn.Module, example: torch.Tensor, dynamic_shapes, ops
     except ConfigError:
         raise
     except Exception as error:  # torch.export and onnxscript raise many types
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
         raise ConfigError(
-            f'the model does not export to ONNX: {type(error).__name__}: {first_line}'
+            f'the model does not export to ONNX: {type(error).__name__}: {_first_line(error)}'
         ) from error
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        logging.disable(disabled)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message without colour codes, with its cause's where
+    the message is only torch.onnx's "Failed to export ... step 1/3" preamble."""
+    lines = [line.strip() for line in ANSI_CODE.sub('', str(error)).splitlines()]
+    first = next((line for line in lines if line), '')
+    cause = error.__cause__
+    if first.startswith('Failed to export the model') and cause is not None:
+        # The preamble names the step and the next ones; the cause says what failed.
+        first = first.split('. ', 1)[0] + f': {type(cause).__name__}: {_first_line(cause)}'
+    return first

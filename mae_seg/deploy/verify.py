@@ -30,13 +30,19 @@ class SizeCheck:
     max_abs_diff: float
 
 
-def unseen_sizes(size: Sequence[int]) -> list[tuple[int, int]]:
+def unseen_sizes(size: Sequence[int], min_size: int = 1) -> list[tuple[int, int]]:
     """Two sizes beside the export's own ``(H, W)``: one wider and one taller, neither
-    a multiple of the other (96x160 and 200x136 for 128x128)."""
+    a multiple of the other (96x160 and 200x136 for 128x128), none below ``min_size``
+    pixels a side (the model's smallest input; 32x40 and 50x34 for 32x32 at 32).
+
+    Args:
+        size: ``(H, W)`` of the export, each at least ``min_size``.
+        min_size: the smallest height and width the model runs on (pixels).
+    """
     height, width = size
     return [
-        (round(height * 0.75), round(width * 1.25)),
-        (round(height * 1.5625), round(width * 1.0625)),
+        (max(round(height * 0.75), min_size), max(round(width * 1.25), min_size)),
+        (max(round(height * 1.5625), min_size), max(round(width * 1.0625), min_size)),
     ]
 
 

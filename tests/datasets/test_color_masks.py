@@ -136,3 +136,52 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, indices, capsys):
     assert tool.main([str(tmp_path / 'none'), str(tmp_path / 'o'), '--colours', argv[3]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f'color_masks_to_index.py: error: no *.png masks under {tmp_path}/none']
+
+
+def test_index_masks_given_by_mistake_are_named_in_one_line(tmp_path, indices, capsys):
+    (tmp_path / 'labelmap.txt').write_text(FORMATS['labelmap.txt'])
+    (tmp_path / 'masks').mkdir()
+    for number in range(3):  # index masks as 'L' PNGs, and one saved as three equal channels
+        Image.fromarray(indices.astype(np.uint8)).save(tmp_path / f'masks/{number}.png')
+    Image.fromarray(np.repeat(indices[..., None], 3, 2).astype(np.uint8)).save(
+        tmp_path / 'masks/rgb.png'
+    )
+    argv = [str(tmp_path / 'masks'), str(tmp_path / 'out'), '--colours']
+    assert load_tool().main([*argv, str(tmp_path / 'labelmap.txt')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    values = ', '.join(map(str, np.unique(indices).tolist()))
+    assert err == [
+        'color_masks_to_index.py: error: 4 masks are grey (one channel, or three equal '
+        f'channels) with values that are no listed colour (first {tmp_path}/masks/0.png: values '
+        f'{values}): these look like index masks already, which the config reads as they are; '
+        'they were not converted',
+        'color_masks_to_index.py: error: 4 masks not written (0 with unknown colours, 4 grey)',
+    ]
+    assert not (tmp_path / 'out').exists()
+
+
+def test_grey_class_colours_still_convert(tmp_path, indices):
+    (tmp_path / 'classes.csv').write_text('background,0,0,0\nforeground,255,255,255\n')
+    classes = read_class_colours(tmp_path / 'classes.csv')
+    (tmp_path / 'masks').mkdir()
+    binary = (indices > 0).astype(np.uint8)
+    Image.fromarray(binary * 255).save(tmp_path / 'masks/a.png')
+    report = convert_colour_masks(tmp_path / 'masks', tmp_path / 'out', classes)
+    assert report.grey == {} and report.skipped == []
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'out/a.png')), binary)
+
+
+def test_unknown_colour_lines_are_capped(tmp_path, indices, capsys):
+    (tmp_path / 'labelmap.txt').write_text(FORMATS['labelmap.txt'])
+    classes = read_class_colours(tmp_path / 'labelmap.txt')
+    (tmp_path / 'rgb').mkdir()
+    for number in range(13):
+        rgb = classes.colours[indices].copy()
+        rgb[0, 0] = (1, 2, 3 + number)
+        Image.fromarray(rgb).save(tmp_path / f'rgb/{number:02d}.png')
+    argv = [str(tmp_path / 'rgb'), str(tmp_path / 'out'), '--colours']
+    assert load_tool().main([*argv, str(tmp_path / 'labelmap.txt')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 12 and all('is not in the class list' in line for line in err[:10])
+    assert err[10] == 'color_masks_to_index.py: 3 more unknown colours in 3 masks'
+    assert err[11].endswith('13 masks not written (13 with unknown colours, 0 grey)')

@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 
-from mae_seg.deploy import OnnxSegmentor, export_onnx, verify_onnx
+from mae_seg.deploy import OnnxSegmentor, export_onnx, unseen_sizes, verify_onnx
 
 # None of them is the 128x128 the export saw; 70x90 is no multiple of the patch size.
 UNSEEN = [(96, 160), (200, 136), (64, 64), (48, 80), (70, 90)]
@@ -105,3 +105,25 @@ def test_padding_preprocessor_is_refused(tiny_wrapped):
             SegmentorForExport(segmentor)
     finally:
         segmentor.data_preprocessor.test_cfg = None
+
+
+@pytest.mark.parametrize(
+    'size, expected',
+    [((128, 128), [(96, 160), (200, 136)]), ((32, 32), [(32, 40), (50, 34)])],
+)
+def test_unseen_sizes_keep_two_patches_a_side(size, expected):
+    assert unseen_sizes(size, min_size=32) == expected
+
+
+def test_export_failure_is_one_clean_line(tiny_wrapped, capfd):
+    """Below 2 patches torch.export fails: one line without colour codes, and none of
+    torch's own log lines on stderr."""
+    from mae_seg.apis import ConfigError
+    from mae_seg.deploy.export import _export_program
+
+    example = torch.rand(1, 3, 16, 16) * 255
+    with pytest.raises(ConfigError, match='the model does not export to ONNX: ') as error:
+        _export_program(tiny_wrapped[1], example, None, 18)
+    message = str(error.value)
+    assert '\n' not in message and '\x1b' not in message
+    assert capfd.readouterr().err == ''

@@ -56,6 +56,56 @@ def test_mismatched_checkpoint_is_one_line(tiny_segmentor, tmp_path, capsys):
     assert leftovers(tmp_path / 'out') == []
 
 
+def test_cfg_options_reach_the_model(tiny_segmentor, tmp_path, capsys):
+    config, checkpoint, _ = tiny_segmentor
+    out = tmp_path / 'model.onnx'
+    args = [str(config), str(checkpoint), str(out), '--cfg-options']
+    args += ['model.decode_head.num_classes=3', 'model.auxiliary_head.num_classes=3']
+    assert load_tool('pytorch2onnx').main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'decode_head.conv_seg.weight (5, 16, 1, 1) vs (3, 16, 1, 1)' in err
+    assert '\n' not in err and leftovers(tmp_path) == []
+
+
+def test_shape_below_two_patches_is_one_line(tiny_segmentor, tmp_path, capfd):
+    config, checkpoint, _ = tiny_segmentor
+    out = tmp_path / 'model.onnx'
+    args = [str(config), str(checkpoint), str(out), '--shape', '16', '48']
+    assert load_tool('pytorch2onnx').main(args) == 2
+    err = capfd.readouterr().err.strip()
+    assert err == (
+        'pytorch2onnx.py: error: --shape 16 48 is too small: the model needs at least 2 '
+        'patches a side, 32x32 pixels'
+    )
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_dynamic_verify_at_the_smallest_size(tiny_segmentor, tmp_path, capsys):
+    config, checkpoint, _ = tiny_segmentor
+    out = tmp_path / 'new' / 'model.onnx'
+    args = [str(config), str(checkpoint), str(out), '--shape', '32', '32', '--dynamic']
+    assert load_tool('pytorch2onnx').main([*args, '--verify']) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[1] for line in lines[1:4]] == ['32x32', '32x40', '50x34']
+    assert lines[4] == 'verify: ok, every difference <= 0.001'
+    assert leftovers(tmp_path / 'new') == ['model.onnx']
+
+
+@pytest.mark.slow
+def test_failed_verify_removes_the_file(tiny_segmentor, tmp_path, capsys):
+    config, checkpoint, _ = tiny_segmentor
+    out = tmp_path / 'model.onnx'
+    args = [str(config), str(checkpoint), str(out), '--shape', '32', '32', '--verify']
+    assert load_tool('pytorch2onnx').main([*args, '--tolerance', '0']) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith('pytorch2onnx.py: verify failed: ') and '> --tolerance 0' in err
+    assert err.endswith(f'; removed {out}') and '\n' not in err
+    assert captured.out.splitlines()[1].startswith('verify 32x32 (batch 1)')
+    assert leftovers(tmp_path) == []
+
+
 def test_unwritable_output_is_one_line(tiny_segmentor, tmp_path, capsys):
     config, checkpoint, _ = tiny_segmentor
     (tmp_path / 'file').write_text('')

@@ -11,6 +11,7 @@ import pytest
 import torch
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
+from PIL import Image
 from quick_start_kit import (
     CLASSES,
     ShapesSpec,
@@ -131,3 +132,25 @@ def test_curves_from_mmengine_scalars(tmp_path):
     assert cv2.imread(str(out)).shape[2] == 3
     with pytest.raises(ValueError, match="no 'total' values"):
         plot_training_curves(scalars, tmp_path / 'x.png', loss_key='total')
+
+
+def test_colour_masks_convert_back_to_the_annotations(tmp_path):
+    """folder-data --colour-masks, then color_masks_to_index.py with its labelmap: the
+    annotations again, value for value (the labelmap's entry 0 is the unlabelled colour)."""
+    from quick_start_kit import FOLDER_CLASSES
+
+    from mae_seg.datasets.color_masks import convert_colour_masks, read_class_colours
+
+    root, masks = tmp_path / 'own', tmp_path / 'masks_rgb'
+    args = [sys.executable, str(ROOT / 'tools/quick_start.py'), 'folder-data', str(root)]
+    args += ['--num-train', '3', '--num-val', '1', '--short-side', '32']
+    subprocess.run([*args, '--colour-masks', str(masks)], check=True, capture_output=True)
+    classes = read_class_colours(masks / 'labelmap.txt')
+    assert classes.names == ('unlabelled', *FOLDER_CLASSES)
+    for split in ('train', 'val'):
+        report = convert_colour_masks(masks / split, tmp_path / 'index' / split, classes)
+        assert report.unknown == [] and len(report.converted) == {'train': 3, 'val': 1}[split]
+        for name in report.converted:
+            original = cv2.imread(str(root / 'annotations' / split / Path(name).name), -1)
+            assert cv2.imread(str(masks / split / Path(name).name)).ndim == 3
+            np.testing.assert_array_equal(np.asarray(Image.open(name)), original)

@@ -10,7 +10,9 @@ Examples:
 (``{"name": [r, g, b]}`` or ``{"classes": [...], "palette": [...]}``); class ``k`` is the
 ``k``-th line. A mask with a colour not in the list is reported (file, colour, pixel count)
 and not written, unless ``--unknown-index`` gives such pixels an index (255: ignored by the
-loss). Outputs are palette PNGs (indices to the loader, class colours to a viewer), each
+loss); the first 10 unknown colours are named, the rest counted. Grey masks (one channel
+or equal channels) with unlisted values are index masks already: named in one line, not
+written. Outputs are palette PNGs (indices to the loader, class colours to a viewer), each
 written whole or not at all. Exit status 2 if a colour was unknown.
 """
 
@@ -54,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ColourMaskError, OSError) as error:
         print(f'color_masks_to_index.py: error: {error}', file=sys.stderr)
         return 2
-    for unknown in report.unknown:
+    grey = report.grey_summary()
+    if grey:
+        print(f'color_masks_to_index.py: error: {grey}', file=sys.stderr)
+    shown, more = report.unknown_shown()
+    for unknown in shown:
         if args.unknown_index is None:
             print(
                 f'color_masks_to_index.py: error: {unknown}; add it to {args.colours} or '
@@ -63,14 +69,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print(f'color_masks_to_index.py: {unknown}: given index {args.unknown_index}')
+    if more:
+        print(
+            f'color_masks_to_index.py: {more}',
+            file=sys.stderr if args.unknown_index is None else sys.stdout,
+        )
     print(
         f'wrote {len(report.converted)} index PNGs to {args.target} '
         f'({len(classes.names)} classes: {", ".join(classes.names)})'
     )
     if report.skipped:
         print(
-            f'color_masks_to_index.py: error: {len(report.skipped)} masks not written: '
-            'unknown colours',
+            f'color_masks_to_index.py: error: {len(report.skipped)} masks not written '
+            f'({len(report.skipped) - len(report.grey)} with unknown colours, '
+            f'{len(report.grey)} grey)',
             file=sys.stderr,
         )
         return 2

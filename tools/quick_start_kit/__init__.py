@@ -2,7 +2,13 @@
 own-data folder layout), a tiny MAE checkpoint, the report and its training curves."""
 
 from .curves import plot_training_curves, read_scalars
-from .folder_dataset import FOLDER_CLASSES, make_folder_dataset, plant_faults
+from .folder_dataset import (
+    FOLDER_CLASSES,
+    FOLDER_PALETTE,
+    make_folder_dataset,
+    plant_faults,
+    write_colour_masks,
+)
 from .mae_checkpoint import official_mae_state_dict, save_official_mae_checkpoint
 from .report import chance_miou, class_table, latest_run, write_report
 from .shapes import CLASSES, ShapesSpec, draw_sample, make_shapes_dataset
@@ -10,6 +16,7 @@ from .shapes import CLASSES, ShapesSpec, draw_sample, make_shapes_dataset
 __all__ = [
     'CLASSES',
     'FOLDER_CLASSES',
+    'FOLDER_PALETTE',
     'ShapesSpec',
     'chance_miou',
     'class_table',
@@ -22,5 +29,6 @@ __all__ = [
     'plot_training_curves',
     'read_scalars',
     'save_official_mae_checkpoint',
+    'write_colour_masks',
     'write_report',
 ]
