@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os.path as osp
+import traceback
 
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -17,15 +18,40 @@ from .errors import ConfigError
 __all__ = ['is_tta_model', 'load_config', 'setup_test_config', 'setup_train_config']
 
 
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` of an exception raised while reading a config, with the config line
+    of its traceback where there is one."""
+    message = ' '.join(str(error).split())
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith('.py')]
+    line = ''
+    for frame in reversed(frames):
+        if 'site-packages' not in frame.filename and 'mmengine' not in frame.filename:
+            line = f' ({frame.filename}, line {frame.lineno})'
+            break
+    return f'{type(error).__name__}: {message}{line}'
+
+
 def load_config(path: str, cfg_options: dict | None = None) -> Config:
     """Read ``path`` and merge ``--cfg-options`` into it.
 
     Raises:
-        ConfigError: the file does not exist.
+        ConfigError: the file, or a ``_base_`` file, does not exist or cannot be read as
+            Python (a syntax error, an undefined name), naming the file and line.
     """
     if not osp.isfile(path):
         raise ConfigError(f'config {path} does not exist')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as error:
+        # mmengine parses the text without its file name; a _base_ file's error names it.
+        name = error.filename if error.filename and error.filename != '<unknown>' else path
+        where = f'{name}, line {error.lineno}' if error.lineno else name
+        raise ConfigError(f'config {where}: {error.msg}') from error
+    except FileNotFoundError as error:
+        missing = error.filename or ' '.join(str(error).split())
+        raise ConfigError(f'config {path}: {missing} does not exist') from error
+    except Exception as error:  # noqa: BLE001 - running the file: NameError, ImportError, ...
+        raise ConfigError(f'config {path}: {_one_line(error)}') from error
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg

@@ -138,3 +138,23 @@ def test_a_restarted_fine_tuning_run_continues_from_its_own_checkpoint(tmp_path)
     cfg = load_config(QUICK, {'load_from': 'segmentor.pth'})
     cfg = setup_train_config(cfg, QUICK, work_dir=str(tmp_path), restarted=True)
     assert (cfg.resume, cfg.load_from) == (True, str(tmp_path / 'iter_4.pth'))
+
+
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('x = dict(a=1\n', "config {path}, line 1: '(' was never closed"),
+        ("_base_ = ['missing_base.py']\n", 'config {path}: {dir}/missing_base.py does not exist'),
+        (
+            'a = 1\nb = undefined_name\n',
+            "config {path}: NameError: name 'undefined_name' is not defined ({path}, line 2)",
+        ),
+    ],
+    ids=['syntax', 'missing-base', 'undefined-name'],
+)
+def test_unreadable_config_is_one_line_naming_file_and_line(tmp_path, text, expected):
+    config = tmp_path / 'broken.py'
+    config.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(str(config))
+    assert str(error.value) == expected.format(path=config, dir=tmp_path)
