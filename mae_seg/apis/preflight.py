@@ -56,6 +56,12 @@ RUNNER_KEYS = (
     'activation_checkpointing', 'efficient_conv_bn_eval', 'custom_imports', 'tta_model',
     'tta_pipeline', 'runner_type', 'load_from_reinit',
 )  # fmt: skip
+# Variables of mmseg's configs as close to a runner key as a typo is (train_pipeline and
+# tta_pipeline): never reported as typos.
+CONFIG_VARIABLES = {
+    'custom_keys', 'models', 'runner', 'work_root', 'train_pipeline', 'val_pipeline',
+    'test_pipeline',
+}  # fmt: skip
 # Arguments the builders pass themselves, never written in a config.
 INJECTED = {'runner', 'dataloader', 'evaluator', 'dataset', 'seed', 'optimizer', 'params'}
 # Keys the builder takes out before the class sees the rest.
@@ -73,15 +79,19 @@ def _did_you_mean(word: str, choices) -> str:
 
 
 def unknown_runner_keys(cfg: Config) -> list[str]:
-    """Top-level keys one letter or two away from a key the runner reads: typos it ignores.
+    """Top-level keys close to a key the runner reads: typos it ignores (``trian_cfg``,
+    ``load_form``, ``optimizer_wrapper``: difflib similarity 0.75 or more).
 
-    Other unknown keys are config variables (``crop_size``, ``train_pipeline``) and fine.
+    Other unknown keys are config variables (``crop_size``, ``train_pipeline``) and fine;
+    those of mmseg's configs that come that close are in ``CONFIG_VARIABLES``.
     """
     problems = []
     for key in cfg.keys():
         if key in RUNNER_KEYS:
             continue
-        match = difflib.get_close_matches(key, RUNNER_KEYS, n=1, cutoff=0.9)
+        if key in CONFIG_VARIABLES:
+            continue
+        match = difflib.get_close_matches(key, RUNNER_KEYS, n=1, cutoff=0.75)
         if match:
             problems.append(f'{key}: not a key the runner reads (did you mean {match[0]!r}?)')
     return problems

@@ -1,9 +1,12 @@
 """tools/train.py --check: every mistake, one line each, before anything long starts."""
 
+import ast
 import importlib.util
 from pathlib import Path
 
+import mmseg
 import pytest
+from mmengine.config import Config
 from quick_start_kit import ShapesSpec, make_shapes_dataset
 
 from mae_seg.apis import load_config
@@ -108,3 +111,40 @@ def test_exact_resume_loop_needs_the_infinite_sampler(capsys, tmp_path, data_opt
         "train_dataloader.sampler.type='InfiniteSampler' (mmseg's default for "
         "iteration-based training), got 'DefaultSampler'"
     ]
+
+
+def _top_level_names(paths) -> set[str]:
+    names = set()
+    for path in paths:
+        for node in ast.parse(Path(path).read_text()).body:
+            if isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize(
+    'typo, meant',
+    [
+        ('trian_cfg', 'train_cfg'),
+        ('laod_from', 'load_from'),
+        ('load_form', 'load_from'),
+        ('train_config', 'train_cfg'),
+        ('optimizer_wrapper', 'optim_wrapper'),
+    ],
+)
+def test_misspelt_runner_keys_are_reported(typo, meant):
+    assert unknown_runner_keys(Config({typo: 1})) == [
+        f'{typo}: not a key the runner reads (did you mean {meant!r}?)'
+    ]
+
+
+def test_variables_of_shipped_configs_are_not_typos():
+    """Every top-level name of mmseg's configs (when installed with them) and of ours."""
+    mmseg_configs = Path(mmseg.__file__).parent / '.mim/configs'
+    names = _top_level_names([*mmseg_configs.rglob('*.py'), *ROOT.glob('configs/**/*.py')])
+    names |= {
+        'norm_cfg', 'crop_size', 'data_root', 'dataset_type', 'checkpoint', 'img_ratios',
+        'num_classes', 'classes', 'palette', 'backend_args', 'train_pipeline', 'test_pipeline',
+    }  # fmt: skip
+    assert len(names) > 20
+    assert unknown_runner_keys(Config(dict.fromkeys(names, 1))) == []
