@@ -31,12 +31,16 @@ def _one_line(error: BaseException) -> str:
     return f'{type(error).__name__}: {message}{line}'
 
 
-def load_config(path: str, cfg_options: dict | None = None) -> Config:
+def load_config(path: str, cfg_options: dict | None = None, check: bool = False) -> Config:
     """Read ``path`` and merge ``--cfg-options`` into it.
+
+    ``check``: also make the config check of ``train.py --check``
+    (:func:`mae_seg.apis.preflight.check_config`) before anything is built from it.
 
     Raises:
         ConfigError: the file, or a ``_base_`` file, does not exist or cannot be read as
-            Python (a syntax error, an undefined name), naming the file and line.
+            Python (a syntax error, an undefined name), naming the file and line; with
+            ``check``, the first problem the config check finds.
     """
     if not osp.isfile(path):
         raise ConfigError(f'config {path} does not exist')
@@ -54,6 +58,10 @@ def load_config(path: str, cfg_options: dict | None = None) -> Config:
         raise ConfigError(f'config {path}: {_one_line(error)}') from error
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    if check:
+        from .preflight import check_config
+
+        check_config(cfg)
     return cfg
 
 
