@@ -31,6 +31,50 @@ def _one_line(error: BaseException) -> str:
     return f'{type(error).__name__}: {message}{line}'
 
 
+def _keys_holding(node, value, where: str = '') -> list[str]:
+    """Config keys (dotted) whose value is ``value``."""
+    found = []
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = ((str(index), item) for index, item in enumerate(node))
+    else:
+        return []
+    for key, item in items:
+        path = f'{where}.{key}' if where else str(key)
+        if type(item) is type(value) and item == value:
+            found.append(path)
+        else:
+            found += _keys_holding(item, value, path)
+    return found
+
+
+def _refuse_substituted_variables(cfg: Config, cfg_options: dict) -> None:
+    """An option that sets a config variable (``data_root``, ``crop_size``) changes nothing:
+    the file was run when it was read and the values computed from the variable are in the
+    keys that used it. Keys a runner or tool reads are not variables.
+
+    Raises:
+        ConfigError: naming the variable and the keys that took its value.
+    """
+    from .preflight import RUNNER_KEYS
+
+    for option in cfg_options:
+        name = option.split('.')[0]
+        value = cfg.get(name) if name not in RUNNER_KEYS else None
+        if value is None or not isinstance(value, (str, int, float, tuple)):
+            continue
+        holders = [
+            key for key in _keys_holding(cfg.to_dict(), value) if key.split('.')[0] in RUNNER_KEYS
+        ]
+        instead = ', '.join(holders[:6]) + (', ...' if len(holders) > 6 else '')
+        where = f'set {instead} instead' if holders else 'set the keys that use it instead'
+        raise ConfigError(
+            f'{option}: {name} is a config variable, already substituted when the config was '
+            f'read, so setting it changes nothing; {where}'
+        )
+
+
 def load_config(path: str, cfg_options: dict | None = None, check: bool = False) -> Config:
     """Read ``path`` and merge ``--cfg-options`` into it.
 
@@ -57,6 +101,7 @@ def load_config(path: str, cfg_options: dict | None = None, check: bool = False)
     except Exception as error:  # noqa: BLE001 - running the file: NameError, ImportError, ...
         raise ConfigError(f'config {path}: {_one_line(error)}') from error
     if cfg_options:
+        _refuse_substituted_variables(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     if check:
         from .preflight import check_config

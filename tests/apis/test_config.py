@@ -158,3 +158,40 @@ def test_unreadable_config_is_one_line_naming_file_and_line(tmp_path, text, expe
     with pytest.raises(ConfigError) as error:
         load_config(str(config))
     assert str(error.value) == expected.format(path=config, dir=tmp_path)
+
+
+def test_setting_a_substituted_variable_is_refused_naming_the_keys_to_set(tmp_path):
+    config = tmp_path / 'variables.py'
+    config.write_text(
+        "data_root = 'data/a'\ncrop_size = (64, 64)\nwork_dir = 'w'\n"
+        'train_dataloader = dict(dataset=dict(data_root=data_root))\n'
+        'test_dataloader = dict(dataset=dict(data_root=data_root))\n'
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(str(config), {'data_root': 'data/b'})
+    assert str(error.value) == (
+        'data_root: data_root is a config variable, already substituted when the config was '
+        'read, so setting it changes nothing; set train_dataloader.dataset.data_root, '
+        'test_dataloader.dataset.data_root instead'
+    )
+    with pytest.raises(ConfigError, match='set the keys that use it instead'):
+        load_config(str(config), {'crop_size': (32, 32)})
+    # Keys the runner reads are set as before.
+    options = {'work_dir': 'v', 'train_dataloader.dataset.data_root': 'data/b'}
+    cfg = load_config(str(config), options)
+    assert cfg.work_dir == 'v' and cfg.train_dataloader.dataset.data_root == 'data/b'
+
+
+def test_runner_keys_of_a_shipped_config_can_be_set():
+    options = {
+        'load_from': 'x.pth',
+        'resume': True,
+        'work_dir': 'w',
+        'randomness.seed': 3,
+        'train_cfg.max_iters': 5,
+        'load_from_reinit': True,
+        'default_hooks.logger.interval': 1,
+        'model.pretrained': None,
+    }
+    cfg = load_config(QUICK, options)
+    assert cfg.randomness.seed == 3 and cfg.train_cfg.max_iters == 5 and cfg.resume is True
