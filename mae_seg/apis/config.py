@@ -18,6 +18,16 @@ from .errors import ConfigError
 __all__ = ['is_tta_model', 'load_config', 'setup_test_config', 'setup_train_config']
 
 
+def _file_being_read(error: BaseException) -> str | None:
+    """The config file (the top one or a ``_base_``) mmengine's reader held when it failed."""
+    name, tb = None, error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == '_file2dict':
+            name = tb.tb_frame.f_locals.get('filename', name)
+        tb = tb.tb_next
+    return name if isinstance(name, str) else None
+
+
 def _one_line(error: BaseException) -> str:
     """``Type: message`` of an exception raised while reading a config, with the config line
     of its traceback where there is one."""
@@ -91,8 +101,8 @@ def load_config(path: str, cfg_options: dict | None = None, check: bool = False)
     try:
         cfg = Config.fromfile(path)
     except SyntaxError as error:
-        # mmengine parses the text without its file name; a _base_ file's error names it.
-        name = error.filename if error.filename and error.filename != '<unknown>' else path
+        # mmengine parses the text without its file name: the file is the one it was reading.
+        name = _file_being_read(error) or path
         where = f'{name}, line {error.lineno}' if error.lineno else name
         raise ConfigError(f'config {where}: {error.msg}') from error
     except FileNotFoundError as error:

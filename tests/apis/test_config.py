@@ -195,3 +195,12 @@ def test_runner_keys_of_a_shipped_config_can_be_set():
     }
     cfg = load_config(QUICK, options)
     assert cfg.randomness.seed == 3 and cfg.train_cfg.max_iters == 5 and cfg.resume is True
+
+
+def test_syntax_error_in_a_base_file_names_that_file(tmp_path):
+    (tmp_path / 'base.py').write_text('x = dict(a=1\n')
+    config = tmp_path / 'top.py'
+    config.write_text("_base_ = ['base.py']\nb = 2\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(str(config))
+    assert str(error.value) == f"config {tmp_path}/base.py, line 1: '(' was never closed"
