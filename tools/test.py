@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from mae_seg.checkpoint import CheckpointError
 
     try:
-        cfg = load_config(args.config, args.cfg_options)
+        cfg = load_config(args.config, args.cfg_options, check=True)
         setup_test_config(
             cfg,
             args.config,

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = None
     try:
-        cfg = load_config(args.config, args.cfg_options)
+        cfg = load_config(args.config, args.cfg_options, check=not args.check)
         setup_train_config(
             cfg,
             args.config,

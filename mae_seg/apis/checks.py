@@ -11,7 +11,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
-from ..datasets.dataset_check import problems_line, sampled_split_problems
+from ..datasets.dataset_check import problems_line, sampled_split_check
 from .errors import ConfigError
 
 __all__ = ['check_checkpoints', 'check_datasets', 'check_run_inputs']
@@ -95,6 +95,11 @@ def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
         except FileNotFoundError as error:
             missing = error.filename or str(error)
             raise ConfigError(f'{key}: {missing} does not exist; {hint}') from error
+        except Exception as error:  # noqa: BLE001 - the config's arguments, types and values
+            message = ' '.join(str(error).split())
+            raise ConfigError(
+                f'{key}.dataset: building the data set: {type(error).__name__}: {message}'
+            ) from error
         if count == 0:
             where = osp.join(
                 getattr(dataset, 'data_root', '') or '',
@@ -102,9 +107,9 @@ def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
             )
             suffix = getattr(dataset, 'img_suffix', '')
             raise ConfigError(f'{key}: no {suffix} images found in {where}; {hint}')
-        problems = sampled_split_problems(cfg, key)
+        problems, sampled = sampled_split_check(cfg, key)
         if problems:
-            raise ConfigError(problems_line(key, problems))
+            raise ConfigError(problems_line(key, problems, sampled))
 
 
 def check_run_inputs(cfg: Config, training: bool) -> None:

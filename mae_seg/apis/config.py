@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os.path as osp
+import traceback
 
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -17,17 +18,105 @@ from .errors import ConfigError
 __all__ = ['is_tta_model', 'load_config', 'setup_test_config', 'setup_train_config']
 
 
-def load_config(path: str, cfg_options: dict | None = None) -> Config:
-    """Read ``path`` and merge ``--cfg-options`` into it.
+def _file_being_read(error: BaseException) -> str | None:
+    """The config file (the top one or a ``_base_``) mmengine's reader held when it failed."""
+    name, tb = None, error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == '_file2dict':
+            name = tb.tb_frame.f_locals.get('filename', name)
+        tb = tb.tb_next
+    return name if isinstance(name, str) else None
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` of an exception raised while reading a config, with the config line
+    of its traceback where there is one."""
+    message = ' '.join(str(error).split())
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith('.py')]
+    line = ''
+    for frame in reversed(frames):
+        if 'site-packages' not in frame.filename and 'mmengine' not in frame.filename:
+            line = f' ({frame.filename}, line {frame.lineno})'
+            break
+    return f'{type(error).__name__}: {message}{line}'
+
+
+def _keys_holding(node, value, where: str = '') -> list[str]:
+    """Config keys (dotted) whose value is ``value``."""
+    found = []
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = ((str(index), item) for index, item in enumerate(node))
+    else:
+        return []
+    for key, item in items:
+        path = f'{where}.{key}' if where else str(key)
+        if type(item) is type(value) and item == value:
+            found.append(path)
+        else:
+            found += _keys_holding(item, value, path)
+    return found
+
+
+def _refuse_substituted_variables(cfg: Config, cfg_options: dict) -> None:
+    """An option that sets a config variable (``data_root``, ``crop_size``) changes nothing:
+    the file was run when it was read and the values computed from the variable are in the
+    keys that used it. Keys a runner or tool reads are not variables.
 
     Raises:
-        ConfigError: the file does not exist.
+        ConfigError: naming the variable and the keys that took its value.
+    """
+    from .preflight import RUNNER_KEYS
+
+    for option in cfg_options:
+        name = option.split('.')[0]
+        value = cfg.get(name) if name not in RUNNER_KEYS else None
+        if value is None or not isinstance(value, (str, int, float, tuple)):
+            continue
+        holders = [
+            key for key in _keys_holding(cfg.to_dict(), value) if key.split('.')[0] in RUNNER_KEYS
+        ]
+        instead = ', '.join(holders[:6]) + (', ...' if len(holders) > 6 else '')
+        where = f'set {instead} instead' if holders else 'set the keys that use it instead'
+        raise ConfigError(
+            f'{option}: {name} is a config variable, already substituted when the config was '
+            f'read, so setting it changes nothing; {where}'
+        )
+
+
+def load_config(path: str, cfg_options: dict | None = None, check: bool = False) -> Config:
+    """Read ``path`` and merge ``--cfg-options`` into it.
+
+    ``check``: also make the config check of ``train.py --check``
+    (:func:`mae_seg.apis.preflight.check_config`) before anything is built from it.
+
+    Raises:
+        ConfigError: the file, or a ``_base_`` file, does not exist or cannot be read as
+            Python (a syntax error, an undefined name), naming the file and line; with
+            ``check``, the first problem the config check finds.
     """
     if not osp.isfile(path):
         raise ConfigError(f'config {path} does not exist')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except SyntaxError as error:
+        # mmengine parses the text without its file name: the file is the one it was reading.
+        name = _file_being_read(error) or path
+        where = f'{name}, line {error.lineno}' if error.lineno else name
+        raise ConfigError(f'config {where}: {error.msg}') from error
+    except FileNotFoundError as error:
+        missing = error.filename or ' '.join(str(error).split())
+        raise ConfigError(f'config {path}: {missing} does not exist') from error
+    except Exception as error:  # noqa: BLE001 - running the file: NameError, ImportError, ...
+        raise ConfigError(f'config {path}: {_one_line(error)}') from error
     if cfg_options:
+        _refuse_substituted_variables(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
+    if check:
+        from .preflight import check_config
+
+        check_config(cfg)
     return cfg
 
 

@@ -152,7 +152,7 @@ def build_segmentor(
     """
     from mmseg.apis import init_model
 
-    cfg = load_config(config, cfg_options)
+    cfg = load_config(config, cfg_options, check=True)
     if is_tta_model(cfg.model):
         raise ConfigError(
             f'{config} tests with test-time augmentation ({cfg.model.type}); '

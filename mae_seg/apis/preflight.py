@@ -44,7 +44,7 @@ from .device import AMP_ONLY_KEYS, accelerator_available
 from .errors import ConfigError
 from .weights import build_meta_model, check_weights_fit, meta_build
 
-__all__ = ['build_problems', 'config_problems', 'preflight', 'unknown_runner_keys']
+__all__ = ['build_problems', 'check_config', 'config_problems', 'preflight', 'unknown_runner_keys']
 
 # Top-level keys that mmengine's Runner, mmseg's tools or ours read.
 RUNNER_KEYS = (
@@ -56,6 +56,12 @@ RUNNER_KEYS = (
     'activation_checkpointing', 'efficient_conv_bn_eval', 'custom_imports', 'tta_model',
     'tta_pipeline', 'runner_type', 'load_from_reinit',
 )  # fmt: skip
+# Variables of mmseg's configs as close to a runner key as a typo is (train_pipeline and
+# tta_pipeline): never reported as typos.
+CONFIG_VARIABLES = {
+    'custom_keys', 'models', 'runner', 'work_root', 'train_pipeline', 'val_pipeline',
+    'test_pipeline',
+}  # fmt: skip
 # Arguments the builders pass themselves, never written in a config.
 INJECTED = {'runner', 'dataloader', 'evaluator', 'dataset', 'seed', 'optimizer', 'params'}
 # Keys the builder takes out before the class sees the rest.
@@ -73,15 +79,19 @@ def _did_you_mean(word: str, choices) -> str:
 
 
 def unknown_runner_keys(cfg: Config) -> list[str]:
-    """Top-level keys one letter or two away from a key the runner reads: typos it ignores.
+    """Top-level keys close to a key the runner reads: typos it ignores (``trian_cfg``,
+    ``load_form``, ``optimizer_wrapper``: difflib similarity 0.75 or more).
 
-    Other unknown keys are config variables (``crop_size``, ``train_pipeline``) and fine.
+    Other unknown keys are config variables (``crop_size``, ``train_pipeline``) and fine;
+    those of mmseg's configs that come that close are in ``CONFIG_VARIABLES``.
     """
     problems = []
     for key in cfg.keys():
         if key in RUNNER_KEYS:
             continue
-        match = difflib.get_close_matches(key, RUNNER_KEYS, n=1, cutoff=0.9)
+        if key in CONFIG_VARIABLES:
+            continue
+        match = difflib.get_close_matches(key, RUNNER_KEYS, n=1, cutoff=0.75)
         if match:
             problems.append(f'{key}: not a key the runner reads (did you mean {match[0]!r}?)')
     return problems
@@ -209,13 +219,65 @@ def _loop_dataloader_problems(cfg: Config) -> list[str]:
     return []
 
 
+def _test_cfg_problems(model_cfg) -> Iterator[str]:
+    """``model.test_cfg`` of an ``EncoderDecoder``: what it reads, nothing else (mmseg reads
+    ``mode``, ``crop_size`` and ``stride`` with attribute access and asserts the mode only
+    when predicting, and ignores any other key)."""
+    from mmseg.models.segmentors import CascadeEncoderDecoder, EncoderDecoder
+
+    from ..models.segmentors import BatchedSlideEncoderDecoder
+
+    if not isinstance(model_cfg, dict) or not isinstance(model_cfg.get('test_cfg'), dict):
+        return
+    model_type = model_cfg.get('type')
+    target = MODELS.get(model_type) if isinstance(model_type, str) else model_type
+    # The cascade's point head reads test_cfg keys of its own (subdivision_steps, ...).
+    if not isinstance(target, type) or not issubclass(target, EncoderDecoder):
+        return
+    if issubclass(target, CascadeEncoderDecoder):
+        return
+    accepted = {'mode', 'crop_size', 'stride'}
+    if issubclass(target, BatchedSlideEncoderDecoder):
+        accepted.add('window_batch_size')
+    test_cfg = model_cfg['test_cfg']
+    for key in test_cfg:
+        if key not in accepted:
+            yield (
+                f'model.test_cfg.{key}: {target.__name__} reads no test_cfg key {key!r}'
+                f'{_did_you_mean(key, accepted)}'
+            )
+    mode = test_cfg.get('mode', 'whole')
+    if mode not in ('whole', 'slide'):
+        yield (
+            f"model.test_cfg.mode: {mode!r} is not 'whole' or 'slide'"
+            f'{_did_you_mean(str(mode), ("whole", "slide"))}'
+        )
+    elif mode == 'slide':
+        for key in ('crop_size', 'stride'):
+            if key not in test_cfg:
+                yield f"model.test_cfg.{key}: slide mode needs it (a window's (height, width))"
+
+
+def _dataloader_number_problems(loader: dict, where: str) -> Iterator[str]:
+    """``batch_size`` and ``num_workers``: the DataLoader fails on them only when built."""
+    for key, least in (('batch_size', 1), ('num_workers', 0)):
+        value = loader.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            what = 'a positive integer' if least else 'an integer, 0 or more'
+            yield f'{where}.{key}: {value!r} is not {what}'
+
+
 def config_problems(cfg: Config) -> list[str]:
-    """Unknown types and arguments anywhere a training run builds from."""
+    """Unknown types and arguments anywhere a training or test run builds from."""
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     problems = list(_walk_model(cfg.get('model'), 'model'))
-    for key in ('train_dataloader', 'val_dataloader'):
+    problems += _test_cfg_problems(cfg.get('model'))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(key):
             problems += _walk_dataloader(cfg[key], key)
+            problems += _dataloader_number_problems(cfg[key], key)
     for key, default in (('train_cfg', 'IterBasedTrainLoop'), ('val_cfg', 'ValLoop')):
         node = _loop_node(cfg, key, default)
         if node is not None:
@@ -302,6 +364,18 @@ def _weight_and_value_problems(cfg: Config) -> list[str]:
     return problems + config_value_problems(cfg, model)
 
 
+def check_config(cfg: Config) -> None:
+    """The config check of ``train.py --check`` that every tool makes before it builds.
+
+    Raises:
+        ConfigError: the first problem, in one line, and how many more there are.
+    """
+    problems = unknown_runner_keys(cfg) + config_problems(cfg)
+    if problems:
+        more = f' ({len(problems) - 1} more problems)' if len(problems) > 1 else ''
+        raise ConfigError(problems[0] + more)
+
+
 def preflight(cfg: Config) -> tuple[list[str], str]:
     """What ``tools/train.py --check`` reports.
 
@@ -315,7 +389,12 @@ def preflight(cfg: Config) -> tuple[list[str], str]:
     if cfg.get('val_cfg') and cfg.get('val_evaluator'):
         loaders.append('val_dataloader')
     checks = [partial(check_checkpoints, cfg, True)]
-    checks += [partial(check_datasets, cfg, (key,)) for key in loaders]
+    # A data set is built only from a dataloader config without problems of its own.
+    checks += [
+        partial(check_datasets, cfg, (key,))
+        for key in loaders
+        if not any(problem.startswith(f'{key}.') for problem in problems)
+    ]
     for check in checks:
         try:
             check()

@@ -66,3 +66,12 @@ def test_empty_data_set_is_refused_instead_of_spinning(tmp_path):
 
 def test_prepared_data_passes(shapes_root):
     check_datasets(quick_config(shapes_root), LOADERS)
+
+
+def test_data_set_that_cannot_be_built_is_one_config_error(shapes_root):
+    cfg = quick_config(shapes_root, **{'val_dataloader.dataset.seg_map_sufix': '.png'})
+    with pytest.raises(ConfigError) as error:
+        check_datasets(cfg, ('val_dataloader',))
+    message = str(error.value)
+    assert message.startswith('val_dataloader.dataset: building the data set: TypeError: ')
+    assert 'seg_map_sufix' in message and '\n' not in message

@@ -138,3 +138,69 @@ def test_a_restarted_fine_tuning_run_continues_from_its_own_checkpoint(tmp_path)
     cfg = load_config(QUICK, {'load_from': 'segmentor.pth'})
     cfg = setup_train_config(cfg, QUICK, work_dir=str(tmp_path), restarted=True)
     assert (cfg.resume, cfg.load_from) == (True, str(tmp_path / 'iter_4.pth'))
+
+
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('x = dict(a=1\n', "config {path}, line 1: '(' was never closed"),
+        ("_base_ = ['missing_base.py']\n", 'config {path}: {dir}/missing_base.py does not exist'),
+        (
+            'a = 1\nb = undefined_name\n',
+            "config {path}: NameError: name 'undefined_name' is not defined ({path}, line 2)",
+        ),
+    ],
+    ids=['syntax', 'missing-base', 'undefined-name'],
+)
+def test_unreadable_config_is_one_line_naming_file_and_line(tmp_path, text, expected):
+    config = tmp_path / 'broken.py'
+    config.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(str(config))
+    assert str(error.value) == expected.format(path=config, dir=tmp_path)
+
+
+def test_setting_a_substituted_variable_is_refused_naming_the_keys_to_set(tmp_path):
+    config = tmp_path / 'variables.py'
+    config.write_text(
+        "data_root = 'data/a'\ncrop_size = (64, 64)\nwork_dir = 'w'\n"
+        'train_dataloader = dict(dataset=dict(data_root=data_root))\n'
+        'test_dataloader = dict(dataset=dict(data_root=data_root))\n'
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(str(config), {'data_root': 'data/b'})
+    assert str(error.value) == (
+        'data_root: data_root is a config variable, already substituted when the config was '
+        'read, so setting it changes nothing; set train_dataloader.dataset.data_root, '
+        'test_dataloader.dataset.data_root instead'
+    )
+    with pytest.raises(ConfigError, match='set the keys that use it instead'):
+        load_config(str(config), {'crop_size': (32, 32)})
+    # Keys the runner reads are set as before.
+    options = {'work_dir': 'v', 'train_dataloader.dataset.data_root': 'data/b'}
+    cfg = load_config(str(config), options)
+    assert cfg.work_dir == 'v' and cfg.train_dataloader.dataset.data_root == 'data/b'
+
+
+def test_runner_keys_of_a_shipped_config_can_be_set():
+    options = {
+        'load_from': 'x.pth',
+        'resume': True,
+        'work_dir': 'w',
+        'randomness.seed': 3,
+        'train_cfg.max_iters': 5,
+        'load_from_reinit': True,
+        'default_hooks.logger.interval': 1,
+        'model.pretrained': None,
+    }
+    cfg = load_config(QUICK, options)
+    assert cfg.randomness.seed == 3 and cfg.train_cfg.max_iters == 5 and cfg.resume is True
+
+
+def test_syntax_error_in_a_base_file_names_that_file(tmp_path):
+    (tmp_path / 'base.py').write_text('x = dict(a=1\n')
+    config = tmp_path / 'top.py'
+    config.write_text("_base_ = ['base.py']\nb = 2\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(str(config))
+    assert str(error.value) == f"config {tmp_path}/base.py, line 1: '(' was never closed"

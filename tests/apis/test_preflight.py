@@ -1,12 +1,15 @@
 """tools/train.py --check: every mistake, one line each, before anything long starts."""
 
+import ast
 import importlib.util
 from pathlib import Path
 
+import mmseg
 import pytest
+from mmengine.config import Config
 from quick_start_kit import ShapesSpec, make_shapes_dataset
 
-from mae_seg.apis import load_config
+from mae_seg.apis import ConfigError, load_config
 from mae_seg.apis.preflight import build_problems, config_problems, unknown_runner_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,4 +110,94 @@ def test_exact_resume_loop_needs_the_infinite_sampler(capsys, tmp_path, data_opt
         'train.py: error: train_dataloader.sampler: ExactResumeIterBasedTrainLoop needs '
         "train_dataloader.sampler.type='InfiniteSampler' (mmseg's default for "
         "iteration-based training), got 'DefaultSampler'"
+    ]
+
+
+def _top_level_names(paths) -> set[str]:
+    names = set()
+    for path in paths:
+        for node in ast.parse(Path(path).read_text()).body:
+            if isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize(
+    'typo, meant',
+    [
+        ('trian_cfg', 'train_cfg'),
+        ('laod_from', 'load_from'),
+        ('load_form', 'load_from'),
+        ('train_config', 'train_cfg'),
+        ('optimizer_wrapper', 'optim_wrapper'),
+    ],
+)
+def test_misspelt_runner_keys_are_reported(typo, meant):
+    assert unknown_runner_keys(Config({typo: 1})) == [
+        f'{typo}: not a key the runner reads (did you mean {meant!r}?)'
+    ]
+
+
+def test_variables_of_shipped_configs_are_not_typos():
+    """Every top-level name of mmseg's configs (when installed with them) and of ours."""
+    mmseg_configs = Path(mmseg.__file__).parent / '.mim/configs'
+    names = _top_level_names([*mmseg_configs.rglob('*.py'), *ROOT.glob('configs/**/*.py')])
+    names |= {
+        'norm_cfg', 'crop_size', 'data_root', 'dataset_type', 'checkpoint', 'img_ratios',
+        'num_classes', 'classes', 'palette', 'backend_args', 'train_pipeline', 'test_pipeline',
+    }  # fmt: skip
+    assert len(names) > 20
+    assert unknown_runner_keys(Config(dict.fromkeys(names, 1))) == []
+
+
+TEST_CFG_MISTAKES = {
+    'model.test_cfg.strde=[85,85]': 'model.test_cfg.strde: BatchedSlideEncoderDecoder reads '
+    "no test_cfg key 'strde' (did you mean 'stride'?)",
+    'model.test_cfg.mode=slid': "model.test_cfg.mode: 'slid' is not 'whole' or 'slide' "
+    "(did you mean 'slide'?)",
+    'train_dataloader.batch_size=abc': "train_dataloader.batch_size: 'abc' is not a positive "
+    'integer',
+    'test_dataloader.num_workers=-1': 'test_dataloader.num_workers: -1 is not an integer, 0 or '
+    'more',
+}
+
+
+@pytest.mark.parametrize('mistake', TEST_CFG_MISTAKES)
+def test_test_cfg_and_dataloader_numbers_are_checked(mistake):
+    key, value = mistake.split('=')
+    cfg = load_config(str(QUICK), {key: eval(value) if value[0] in '[-' else value})
+    assert config_problems(cfg) == [TEST_CFG_MISTAKES[mistake]]
+
+
+def test_slide_mode_needs_crop_size_and_stride():
+    cfg = load_config(str(QUICK))
+    cfg.model.test_cfg = dict(mode='slide', crop_size=(64, 64))
+    assert config_problems(cfg) == [
+        "model.test_cfg.stride: slide mode needs it (a window's (height, width))"
+    ]
+    cfg.model.test_cfg = dict(
+        mode='slide', crop_size=(64, 64), stride=(32, 32), window_batch_size=4
+    )
+    assert config_problems(cfg) == []
+
+
+def test_load_config_with_check_raises_the_first_problem():
+    options = {'model.backbone.num_layer': 2, 'model.test_cfg.strde': [8, 8]}
+    assert load_config(str(QUICK), options).model.backbone.num_layer == 2
+    with pytest.raises(ConfigError) as error:
+        load_config(str(QUICK), options, check=True)
+    assert str(error.value) == (
+        "model.backbone.num_layer: MAEViT takes no argument 'num_layer' (did you mean "
+        "'num_layers'?) (1 more problems)"
+    )
+
+
+def test_dataset_of_a_loader_with_problems_is_not_built(capsys, tmp_path, data_options):
+    status, _, err = check(
+        capsys, tmp_path, [*data_options, 'val_dataloader.dataset.seg_map_sufix=.png']
+    )
+    assert status == 2
+    assert err == [
+        'train.py: error: val_dataloader.dataset.seg_map_sufix: ADE20KDataset takes no argument '
+        "'seg_map_sufix' (did you mean 'seg_map_suffix'?)"
     ]

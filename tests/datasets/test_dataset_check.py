@@ -287,7 +287,11 @@ def test_check_datasets_raises_one_line_with_the_first_problem(tmp_path, labels_
     message = str(error.value)
     assert '\n' not in message
     assert message.startswith('train_dataloader: ') and 'become labels 5' in message
-    assert message.endswith('(3 more; tools/analysis/check_dataset.py lists them all)')
+    # The four annotations are summed up, not counted again as "more".
+    assert message.endswith(
+        'labels 5 are out of range in 4 of the 4 annotations sampled '
+        '(tools/analysis/check_dataset.py lists them all)'
+    )
 
 
 def test_loss_and_metric_must_skip_the_same_label(tmp_path, labels_3x):

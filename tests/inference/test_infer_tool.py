@@ -141,3 +141,19 @@ def test_bad_device(tiny_model, images, tmp_path, capsys, device):
     config, checkpoint = tiny_model
     assert infer(config, checkpoint, images[0], '--out-dir', tmp_path, '--device', device) == 2
     assert_one_error(capsys.readouterr(), f'--device {device}')
+
+
+@pytest.mark.parametrize(
+    ('option', 'expected'),
+    [
+        ('model.test_cfg.mode=slid', "model.test_cfg.mode: 'slid' is not 'whole' or 'slide'"),
+        ('model.test_cfg.strde=[8,8]', "(did you mean 'stride'?)"),
+        ('model.backbone.num_layer=2', "MAEViT takes no argument 'num_layer'"),
+    ],
+)
+def test_config_mistakes_are_one_line(tiny_model, images, tmp_path, capsys, option, expected):
+    config, checkpoint = tiny_model
+    out = tmp_path / 'out'
+    assert infer(config, checkpoint, images[0], '--out-dir', out, '--cfg-options', option) == 2
+    assert_one_error(capsys.readouterr(), expected)
+    assert not out.exists()

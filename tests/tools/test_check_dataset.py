@@ -150,7 +150,8 @@ def test_train_check_names_labels_beyond_num_classes(shapes_root, capsys):
         f'train.py: error: train_dataloader: {shapes_root}/annotations/training/'
     )
     assert 'outside num_classes=3' in line
-    assert 'labels 3, 4 are out of range in ' in line
+    # Counted against the pairs read; "more" counts only the other problems.
+    assert 'labels 3, 4 are out of range in 5 of the 6 annotations sampled (1 more; ' in line
     assert 'set num_classes=5 in every head (the data set lists 5 classes)' in line
 
 
@@ -187,3 +188,17 @@ def test_rgb_annotations_stop_train_check_and_test(rgb_shapes_root, tmp_path, ca
         f'test.py: error: test_dataloader: {rgb_shapes_root}/annotations/validation/'
     )
     assert "save one of them as a one-channel ('L') PNG" in line
+
+
+@pytest.mark.parametrize(
+    ('option', 'expected'),
+    [
+        ('train_dataloader.dataset.type=Foo', "'Foo' is not a registered dataset type"),
+        ('train_dataloader.dataset.seg_map_sufix=.png', "(did you mean 'seg_map_suffix'?)"),
+    ],
+)
+def test_config_mistakes_are_one_line_before_reading_data(tmp_path, capsys, option, expected):
+    config, _ = folder_config(tmp_path)
+    assert load_tool('analysis/check_dataset.py').main([str(config), '--cfg-options', option]) == 2
+    [line] = error_lines(capsys.readouterr(), 'check_dataset.py')
+    assert expected in line

@@ -276,3 +276,30 @@ def test_test_tool_on_images_smaller_than_a_patch(run_config, tmp_path, capsys, 
     ]  # fmt: skip
     assert load_tool('test').main(argv) == 0
     assert re.search(r'mIoU: \d+\.\d+', capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ('option', 'expected'),
+    [
+        ('model.backbone.num_layer=4', "MAEViT takes no argument 'num_layer'"),
+        ('model.backbone.type=MAEVit', "'MAEVit' is not a registered model type"),
+        ('model.test_cfg.mode=slid', "model.test_cfg.mode: 'slid' is not 'whole' or 'slide'"),
+        ('model.test_cfg.strde=[85,85]', "(did you mean 'stride'?)"),
+    ],
+    ids=['argument', 'type', 'mode', 'test-cfg-key'],
+)
+@pytest.mark.parametrize('check', [False, True], ids=['run', 'check'])
+def test_test_checks_the_config_before_building(
+    run_config, capsys, tmp_path, option, expected, check
+):
+    # The checkpoint does not exist: the config is checked before anything is read.
+    argv = [str(run_config), str(tmp_path / 'none.pth'), '--cfg-options', option]
+    assert load_tool('test').main(argv + ['--check'] * check) == 2
+    assert expected in assert_one_error_line(capsys.readouterr(), 'test.py')
+
+
+def test_train_checks_the_config_without_check_flag(run_config, capsys, tmp_path):
+    argv = [str(run_config), '--work-dir', str(tmp_path), '--cfg-options', 'model.test_cfg.strde=4']
+    assert load_tool('train').main(argv) == 2
+    assert "(did you mean 'stride'?)" in assert_one_error_line(capsys.readouterr(), 'train.py')
+    assert not list(tmp_path.iterdir())

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from mae_seg.datasets.dataset_report import check_dataset
 
     try:
-        cfg = load_config(args.config, args.cfg_options)
+        cfg = load_config(args.config, args.cfg_options, check=True)
         report = check_dataset(cfg, out_dir=args.out_dir, workers=args.workers)
     except (ConfigError, OSError) as error:
         print(f'check_dataset.py: error: {error}', file=sys.stderr)
