@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from mae_seg.checkpoint import atomic_output
+from mae_seg.io import atomic_output
 
 from .cases import DENSE_PATH_VARIANT, Case
 from .measure import summarize, time_interleaved
