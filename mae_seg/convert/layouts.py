@@ -74,15 +74,56 @@ class ConvertedState:
     renamed: int = 0
 
 
+# One row a tensor: (official MAE / timm name, MAEViT name). The official layout and timm's
+# VisionTransformer share their names, so this one table maps official -> MAEViT and, read
+# backwards, MAEViT -> timm. ``{i}`` is a layer index, ``{n}`` 1 or 2, ``{p}`` weight or bias.
+_TIMM_MAE_VIT_NAMES: tuple[tuple[str, str], ...] = (
+    ('cls_token', 'cls_token'),
+    ('pos_embed', 'pos_embed'),
+    ('patch_embed.proj.{p}', 'patch_embed.projection.{p}'),
+    ('blocks.{i}.norm{n}.{p}', 'layers.{i}.ln{n}.{p}'),
+    ('blocks.{i}.attn.qkv.{p}', 'layers.{i}.attn.qkv.{p}'),
+    ('blocks.{i}.attn.proj.{p}', 'layers.{i}.attn.proj.{p}'),
+    ('blocks.{i}.mlp.fc1.{p}', 'layers.{i}.ffn.layers.0.0.{p}'),
+    ('blocks.{i}.mlp.fc2.{p}', 'layers.{i}.ffn.layers.1.{p}'),
+    ('blocks.{i}.ls{n}.gamma', 'layers.{i}.gamma_{n}'),
+    ('norm.{p}', 'ln1.{p}'),
+)
+_NAME_FIELDS = {'i': r'\d+', 'n': '[12]', 'p': 'weight|bias'}
+_NAME_FIELD = re.compile(r'\{(\w)\}')
+
+
+def _name_rule(source: str, target: str) -> Rule:
+    r"""The rule that renames keys named like template ``source`` to template ``target``.
+
+    ``('norm.{p}', 'ln1.{p}')`` -> ``(r'norm\.(?P<p>weight|bias)', r'ln1.\g<p>')``.
+    """
+    parts = _NAME_FIELD.split(source)  # text, field, text, field, ..., text
+    pattern = ''.join(
+        re.escape(part) if index % 2 == 0 else f'(?P<{part}>{_NAME_FIELDS[part]})'
+        for index, part in enumerate(parts)
+    )
+    return pattern, _NAME_FIELD.sub(r'\\g<\1>', target)
+
+
+def _name_rules(pairs: tuple[tuple[str, str], ...], *, inverse: bool = False) -> tuple[Rule, ...]:
+    """Rules from ``(source, target)`` name templates; ``inverse`` maps target -> source.
+
+    Both directions come from the same pairs, so a mapping and its inverse cannot disagree.
+
+    Raises:
+        ValueError: a pair whose two names do not hold the same fields (not invertible).
+    """
+    rules = []
+    for source, target in pairs:
+        if sorted(_NAME_FIELD.findall(source)) != sorted(_NAME_FIELD.findall(target)):
+            raise ValueError(f'{source!r} and {target!r} do not hold the same fields')
+        rules.append(_name_rule(target, source) if inverse else _name_rule(source, target))
+    return tuple(rules)
+
+
 _OFFICIAL_RULES: tuple[Rule, ...] = (
-    (r'(cls_token|pos_embed)', r'\1'),
-    (r'patch_embed\.proj\.(weight|bias)', r'patch_embed.projection.\1'),
-    (r'blocks\.(\d+)\.norm([12])\.(weight|bias)', r'layers.\1.ln\2.\3'),
-    (r'blocks\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)', r'layers.\1.attn.\2.\3'),
-    (r'blocks\.(\d+)\.mlp\.fc1\.(weight|bias)', r'layers.\1.ffn.layers.0.0.\2'),
-    (r'blocks\.(\d+)\.mlp\.fc2\.(weight|bias)', r'layers.\1.ffn.layers.1.\2'),
-    (r'blocks\.(\d+)\.ls([12])\.gamma', r'layers.\1.gamma_\2'),
-    (r'norm\.(weight|bias)', r'ln1.\1'),
+    *_name_rules(_TIMM_MAE_VIT_NAMES),
     (r'(mask_token|decoder_\w+|fc_norm|head)(\..+)?', None),
 )
 
@@ -142,14 +183,7 @@ _TRANSFORMERS_RULES: tuple[Rule, ...] = (
 _QKV_PART = re.compile(r'(layers\.\d+\.attn\.)(query|key|value)\.(weight|bias)')
 
 _TIMM_RULES: tuple[Rule, ...] = (
-    (r'(cls_token|pos_embed)', r'\1'),
-    (r'patch_embed\.projection\.(weight|bias)', r'patch_embed.proj.\1'),
-    (r'layers\.(\d+)\.ln([12])\.(weight|bias)', r'blocks.\1.norm\2.\3'),
-    (r'layers\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)', r'blocks.\1.attn.\2.\3'),
-    (r'layers\.(\d+)\.ffn\.layers\.0\.0\.(weight|bias)', r'blocks.\1.mlp.fc1.\2'),
-    (r'layers\.(\d+)\.ffn\.layers\.1\.(weight|bias)', r'blocks.\1.mlp.fc2.\2'),
-    (r'layers\.(\d+)\.gamma_([12])', r'blocks.\1.ls\2.gamma'),
-    (r'ln1\.(weight|bias)', r'norm.\1'),
+    *_name_rules(_TIMM_MAE_VIT_NAMES, inverse=True),
     (r'layers\.\d+\.attn\.relative_position_bias_table', None),
 )
 

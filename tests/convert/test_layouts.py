@@ -121,6 +121,31 @@ def test_timm_names_round_trip(make_timm_vit):
     assert all(back.state_dict[k] is v for k, v in timm_state.items())
 
 
+def test_official_checkpoint_to_mae_vit_and_back_gives_every_encoder_tensor(
+    official_checkpoint, mae_decoder
+):
+    """The official -> MAEViT and MAEViT -> timm tables are one table read both ways."""
+    path, vit = official_checkpoint
+    official = torch.load(path, weights_only=True)['model']
+    to_mae_vit = official_to_mae_vit(official)
+    back = mae_vit_to_timm(to_mae_vit.state_dict)
+    assert sorted(to_mae_vit.dropped) == sorted(mae_decoder)
+    assert back.dropped == []
+    assert back.state_dict.keys() == official.keys() - mae_decoder.keys() == vit.state_dict().keys()
+    assert all(back.state_dict[k] is official[k] for k in back.state_dict)
+
+
+def test_mae_vit_to_timm_and_back_gives_every_tensor_but_the_bias_tables():
+    mae_vit = MAEViT(img_size=32, embed_dims=64, num_layers=2, num_heads=2, final_norm=True)
+    state = mae_vit.state_dict()
+    to_timm = mae_vit_to_timm(state)
+    back = official_to_mae_vit(to_timm.state_dict)
+    tables = [k for k in state if k.endswith('relative_position_bias_table')]
+    assert sorted(to_timm.dropped) == sorted(tables) and len(tables) == 2
+    assert back.state_dict.keys() == state.keys() - set(tables)
+    assert all(back.state_dict[k] is state[k] for k in back.state_dict)
+
+
 @pytest.mark.parametrize(
     'form, layout',
     [
