@@ -1,5 +1,6 @@
 import logging
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,21 +51,70 @@ def mm_log():
     logger.removeHandler(handler)
 
 
+# -- random weights, and mmseg's MAE beside MAEViT ------------------------------------------
+
+# Parameter names of mmseg's MAE and MAEViT: layer scales and relative position tables get
+# values large enough to matter, the per-layer norms weights around 1.
+MAE_STDS = {r'gamma|relative_position': 0.5}
+MAE_SHIFTS = {r'ln[12]\.weight$': 1.0}
+
+
+def _randomize_(module, *, seed=1, std=0.05, stds=MAE_STDS, shifts=MAE_SHIFTS, buffers=False):
+    """Seeded non-trivial values in a module's parameters, so that a dropped, swapped or
+    misread weight shows in the output. Returns the module.
+
+    Each parameter is drawn from N(shift, std**2) by one generator, in ``named_parameters``
+    order: ``stds`` and ``shifts`` map a regular expression searched in the name to that
+    parameter's std and shift (the first that matches); any other gets ``std`` and 0. With
+    ``std=None`` parameters that no ``stds`` pattern names keep their values. ``buffers``
+    also draws floating-point buffers (after all parameters, same rules).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    named = list(module.named_parameters())
+    if buffers:
+        named += [(n, b) for n, b in module.named_buffers() if b.is_floating_point()]
+    with torch.no_grad():
+        for name, tensor in named:
+            scale = next((s for pattern, s in stds.items() if re.search(pattern, name)), std)
+            if scale is None:
+                continue
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * scale)
+            tensor.add_(next((s for pattern, s in shifts.items() if re.search(pattern, name)), 0))
+    return module
+
+
+def _mmseg_pair(device='cpu', **kwargs):
+    """``(mmseg MAE, MAEViT)`` built with ``kwargs``, in eval mode, with the same random weights."""
+    from mmseg.models.backbones.mae import MAE
+
+    from mae_seg.models import MAEViT
+
+    reference = _randomize_(MAE(**kwargs)).to(device)
+    reference.eval()  # mmseg's train() returns None
+    ours = MAEViT(**kwargs).to(device).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference, ours
+
+
+@pytest.fixture(scope='session')
+def randomize():
+    """``randomize(module, **options)``: seeded non-trivial weights (see ``_randomize_``); by
+    default for mmseg's MAE names (layer scales, relative position tables, norms)."""
+    return _randomize_
+
+
+@pytest.fixture(scope='session')
+def mmseg_pair():
+    """``mmseg_pair(device='cpu', **kwargs)``: mmseg's ``MAE`` with random weights and MAEViT
+    loaded from it (strict), both built with ``kwargs`` and in eval mode."""
+    return _mmseg_pair
+
+
 # -- tiny MAE checkpoints in the layouts the converter reads ---------------------------------
 
+# timm's names: norms around 1, layer scales around 0.5.
+TIMM_SHIFTS = {r'norm.*weight$': 1.0, r'\.ls': 0.5}
 TINY_VIT = dict(img_size=64, patch_size=16, embed_dim=96, depth=2, num_heads=3, num_classes=0)
-
-
-def _randomize_(module):
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
-            if 'norm' in name and name.endswith('weight'):
-                param.add_(1.0)
-            if '.ls' in name:
-                param.add_(0.5)
-    return module
 
 
 @pytest.fixture
@@ -73,7 +123,8 @@ def make_timm_vit():
     from timm.models.vision_transformer import VisionTransformer
 
     def make(**kwargs):
-        return _randomize_(VisionTransformer(**{**TINY_VIT, **kwargs})).eval()
+        vit = VisionTransformer(**{**TINY_VIT, **kwargs})
+        return _randomize_(vit, stds={}, shifts=TIMM_SHIFTS).eval()
 
     return make
 

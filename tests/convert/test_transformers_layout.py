@@ -1,6 +1,7 @@
 """transformers / Hugging Face hub checkpoints: names, folders, config.json, and transformers'
 own ViTMAEModel and ViTModel as the reference."""
 
+import functools
 import json
 import shutil
 
@@ -35,18 +36,13 @@ TINY_DECODER = dict(
 )
 
 
-def _randomize_(model):
-    """Random values everywhere (position embeddings and norms too), so a swapped name shows."""
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
-            if 'layernorm' in name and name.endswith('weight'):
-                param.add_(1.0)
-        for buffer in model.buffers():
-            if buffer.is_floating_point():
-                buffer.copy_(torch.randn(buffer.shape, generator=generator) * 0.05)
-    return model
+@pytest.fixture(scope='session')
+def randomize(randomize):
+    """Every weight and buffer random (position embeddings too), layer norms around 1, so a
+    swapped name shows."""
+    return functools.partial(
+        randomize, seed=2, stds={}, shifts={r'layernorm.*weight$': 1.0}, buffers=True
+    )
 
 
 def _save(model, folder):
@@ -55,10 +51,10 @@ def _save(model, folder):
 
 
 @pytest.fixture
-def pretraining_folder(tmp_path):
+def pretraining_folder(randomize, tmp_path):
     """A hub folder as ``huggingface-cli download`` leaves it: ViTMAEForPreTraining, tiny."""
     config = transformers.ViTMAEConfig(**TINY_HF, **TINY_DECODER)
-    model = _randomize_(transformers.ViTMAEForPreTraining(config))
+    model = randomize(transformers.ViTMAEForPreTraining(config))
     return _save(model, tmp_path / 'vit-mae-tiny')
 
 
@@ -174,17 +170,17 @@ def test_bin_folder_and_single_files_give_the_same_tensors(pretraining_folder, t
             torch.testing.assert_close(conversion.state_dict[key], value, rtol=0, atol=0)
 
 
-def test_vit_mae_model_without_the_vit_prefix(tmp_path):
-    model = _randomize_(transformers.ViTMAEModel(transformers.ViTMAEConfig(**TINY_HF)))
+def test_vit_mae_model_without_the_vit_prefix(randomize, tmp_path):
+    model = randomize(transformers.ViTMAEModel(transformers.ViTMAEConfig(**TINY_HF)))
     folder = _save(model, tmp_path / 'encoder')
     conversion = convert_checkpoint(str(folder))
     assert conversion.layout == 'transformers'
     assert verify_against_transformers(conversion, num_heads=4) <= VERIFY_TOLERANCE
 
 
-def test_fine_tuned_vit_classifier_equals_transformers_vit_model(tmp_path):
+def test_fine_tuned_vit_classifier_equals_transformers_vit_model(randomize, tmp_path):
     config = transformers.ViTConfig(**TINY_HF, num_labels=5, layer_norm_eps=1e-6)
-    model = _randomize_(transformers.ViTForImageClassification(config))
+    model = randomize(transformers.ViTForImageClassification(config))
     conversion = convert_checkpoint(str(_save(model, tmp_path / 'classifier')))
     assert conversion.hub_config.model_type == 'vit'
     assert conversion.norm_eps == 1e-6

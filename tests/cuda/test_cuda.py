@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmseg.models.backbones.mae import MAE
 
 import mae_seg  # noqa: F401  (registers our classes)
 from mae_seg.models import MAEViT
@@ -24,32 +23,12 @@ FP32_ATOL = 1e-4
 AUTOCAST_FLOOR = 1e-3
 
 
-def randomize_(module):
-    """Non-trivial values everywhere, bias tables and layer scales included."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            scale = 0.5 if 'gamma' in name or 'relative_position' in name else 0.05
-            param.copy_(torch.randn(param.shape, generator=generator) * scale)
-            if name.endswith(('ln1.weight', 'ln2.weight')):
-                param.add_(1.0)
-    return module
-
-
-def mmseg_pair(**kwargs):
-    reference = randomize_(MAE(**kwargs)).cuda()
-    reference.eval()  # mmseg's train() returns None
-    ours = MAEViT(**kwargs).cuda().eval()
-    ours.load_state_dict(reference.state_dict(), strict=True)
-    return reference, ours
-
-
 def max_diff(actual, expected):
     return max((a.float() - e.float()).abs().max().item() for a, e in zip(actual, expected))
 
 
-def test_fp32_parity_with_mmseg_vit_b_512():
-    reference, ours = mmseg_pair(**VIT_B)
+def test_fp32_parity_with_mmseg_vit_b_512(mmseg_pair):
+    reference, ours = mmseg_pair('cuda', **VIT_B)
     images = torch.randn(2, 3, 512, 512, device='cuda')
     with torch.no_grad():
         expected, actual = reference(images), ours(images)
@@ -58,8 +37,8 @@ def test_fp32_parity_with_mmseg_vit_b_512():
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
-def test_autocast_parity_with_mmseg_vit_b_512(dtype):
-    reference, ours = mmseg_pair(**VIT_B)
+def test_autocast_parity_with_mmseg_vit_b_512(mmseg_pair, dtype):
+    reference, ours = mmseg_pair('cuda', **VIT_B)
     images = torch.randn(2, 3, 512, 512, device='cuda')
     with torch.no_grad():
         exact = reference(images)
@@ -78,9 +57,9 @@ def _gradients(model, images, weights):
 
 
 @pytest.mark.parametrize('size', [224, 512])
-def test_gradients_of_every_parameter_match_mmseg(size):
+def test_gradients_of_every_parameter_match_mmseg(mmseg_pair, size):
     kwargs = dict(img_size=size, embed_dims=192, num_layers=4, num_heads=3, out_indices=[1, 3])
-    reference, ours = mmseg_pair(**kwargs)
+    reference, ours = mmseg_pair('cuda', **kwargs)
     ours.train()
     images = torch.randn(2, 3, size, size, device='cuda')
     weights = [torch.randn(2, 192, size // 16, size // 16, device='cuda') for _ in range(2)]
@@ -93,9 +72,9 @@ def test_gradients_of_every_parameter_match_mmseg(size):
         torch.testing.assert_close(grad, expected[name], rtol=1e-3, atol=1e-4, msg=name)
 
 
-def test_with_cp_gives_the_same_outputs_and_gradients():
+def test_with_cp_gives_the_same_outputs_and_gradients(randomize):
     kwargs = dict(img_size=512, embed_dims=192, num_layers=4, num_heads=3, out_indices=[1, 3])
-    plain = randomize_(MAEViT(**kwargs)).cuda().train()
+    plain = randomize(MAEViT(**kwargs)).cuda().train()
     checkpointed = copy.deepcopy(plain)
     checkpointed.with_cp = True
     images = torch.randn(2, 3, 512, 512, device='cuda')
@@ -110,13 +89,13 @@ def test_with_cp_gives_the_same_outputs_and_gradients():
     'dtype', [torch.float16, torch.bfloat16, torch.float32], ids=['fp16', 'bf16', 'fp32']
 )
 @pytest.mark.parametrize('training', [True, False], ids=['train', 'infer'])
-def test_attention_runs_a_fused_kernel_not_math(dtype, training):
+def test_attention_runs_a_fused_kernel_not_math(randomize, dtype, training):
     """With the math backend switched off SDPA raises instead of falling back to it: a
     forward (and backward) that completes ran a fused kernel."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     fused = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
-    model = randomize_(MAEViT(**VIT_B)).cuda().train(training)
+    model = randomize(MAEViT(**VIT_B)).cuda().train(training)
     images = torch.randn(2, 3, 512, 512, device='cuda', requires_grad=training)
     autocast = torch.autocast('cuda', dtype=dtype, enabled=dtype != torch.float32)
     with sdpa_kernel(fused), autocast, torch.set_grad_enabled(training):
@@ -128,12 +107,12 @@ def test_attention_runs_a_fused_kernel_not_math(dtype, training):
     assert all(torch.isfinite(o).all() for o in outputs)
 
 
-def test_math_backend_alone_is_refused_by_the_check():
+def test_math_backend_alone_is_refused_by_the_check(randomize):
     """The check above can fail: with only the math backend allowed SDPA still runs, so the
     fused-only run is what tells them apart."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    model = randomize_(MAEViT(**VIT_B)).cuda().eval()
+    model = randomize(MAEViT(**VIT_B)).cuda().eval()
     images = torch.randn(1, 3, 512, 512, device='cuda')
     with sdpa_kernel([SDPBackend.MATH]), torch.no_grad():
         math_out = model(images)
@@ -216,13 +195,13 @@ def test_flex_table_values_and_gradients_match_fused_sdpa(dtype):
         )
 
 
-def test_whole_image_inference_takes_memory_linear_in_tokens():
+def test_whole_image_inference_takes_memory_linear_in_tokens(randomize):
     """ViT-B at 1024x2048 (8,193 tokens): the blockwise path's peak is a fraction of the
     dense path's, whose bias alone is 12 x 8193^2 x 4 B = 3.2 GB a layer, and the outputs
     agree."""
     from mae_seg.models.layers.sdpa import use_attention_path
 
-    model = randomize_(MAEViT(**VIT_B)).cuda().eval()
+    model = randomize(MAEViT(**VIT_B)).cuda().eval()
     images = torch.randn(1, 3, 1024, 2048, device='cuda')
     peaks, outputs = {}, {}
     for path in ('blockwise_sdpa', 'fused_sdpa'):  # the dense run caches its (N, N) index

@@ -17,28 +17,8 @@ from mae_seg.models.layers.sdpa import use_attention_path
 TINY = dict(embed_dims=96, num_layers=4, num_heads=3, out_indices=[1, 3])
 
 
-def randomize_(module):
-    """Non-trivial values everywhere, bias tables and layer scales included."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            scale = 0.5 if 'gamma' in name or 'relative_position' in name else 0.05
-            param.copy_(torch.randn(param.shape, generator=generator) * scale)
-            if name.endswith(('ln1.weight', 'ln2.weight')):
-                param.add_(1.0)
-    return module
-
-
-def mmseg_pair(**kwargs):
-    reference = randomize_(MAE(**kwargs))
-    reference.eval()  # mmseg's train() returns None
-    ours = MAEViT(**kwargs).eval()
-    ours.load_state_dict(reference.state_dict(), strict=True)
-    return reference, ours
-
-
 @pytest.mark.parametrize('img_size', [224, 512])
-def test_parity_with_mmseg_mae(img_size):
+def test_parity_with_mmseg_mae(mmseg_pair, img_size):
     reference, ours = mmseg_pair(img_size=img_size, final_norm=True, **TINY)
     images = torch.randn(2, 3, img_size, img_size)
     with torch.no_grad():
@@ -50,7 +30,7 @@ def test_parity_with_mmseg_mae(img_size):
 
 
 @pytest.mark.slow
-def test_parity_with_mmseg_mae_vit_base_512():
+def test_parity_with_mmseg_mae_vit_base_512(mmseg_pair):
     kwargs = dict(img_size=512, out_indices=[3, 5, 7, 11])
     reference, ours = mmseg_pair(**kwargs)
     images = torch.randn(1, 3, 512, 512)
@@ -60,7 +40,7 @@ def test_parity_with_mmseg_mae_vit_base_512():
         torch.testing.assert_close(a, e, rtol=0, atol=1e-4)
 
 
-def test_parity_with_timm_vit_intermediate_features():
+def test_parity_with_timm_vit_intermediate_features(randomize):
     timm_vit = VisionTransformer(
         img_size=224,
         patch_size=16,
@@ -71,7 +51,7 @@ def test_parity_with_timm_vit_intermediate_features():
         init_values=0.3,
         num_classes=0,
     )
-    randomize_(timm_vit).eval()
+    randomize(timm_vit).eval()
     ours = MAEViT(img_size=224, embed_dims=96, num_layers=4, num_heads=3, out_indices=[0, 1, 2, 3])
     result = ours.load_state_dict(
         official_to_mae_vit(timm_vit.state_dict()).state_dict, strict=False
@@ -91,17 +71,17 @@ def test_parity_with_timm_vit_intermediate_features():
 
 
 @pytest.mark.parametrize('size', [(512, 768), (768, 512), (640, 640), (234, 345)])
-def test_any_input_size_on_a_512_model(size):
-    model = randomize_(MAEViT(img_size=512, **TINY)).eval()
+def test_any_input_size_on_a_512_model(randomize, size):
+    model = randomize(MAEViT(img_size=512, **TINY)).eval()
     with torch.no_grad():
         features = model(torch.randn(1, 3, *size))
     assert [f.shape for f in features] == [(1, 96, size[0] // 16, size[1] // 16)] * 2
     assert all(torch.isfinite(f).all() for f in features)
 
 
-def test_other_grid_equals_a_model_built_for_it():
+def test_other_grid_equals_a_model_built_for_it(randomize):
     """Running a 512 model at 640 is the same as a 640 model loaded from its weights."""
-    model_512 = randomize_(MAEViT(img_size=512, position_fit='stretch', **TINY)).eval()
+    model_512 = randomize(MAEViT(img_size=512, position_fit='stretch', **TINY)).eval()
     model_640 = MAEViT(img_size=640, **TINY).eval()
     model_640.load_state_dict(model_512.state_dict())
     images = torch.randn(1, 3, 640, 640)
@@ -113,7 +93,7 @@ def test_other_grid_equals_a_model_built_for_it():
 @pytest.mark.parametrize(
     'position_fit', ['stretch', 'extend', dict(relative='extend'), dict(absolute='extend')]
 )
-def test_position_fit_acts_only_off_the_native_grid(position_fit):
+def test_position_fit_acts_only_off_the_native_grid(mmseg_pair, position_fit):
     """At img_size every fit is mmseg's model; elsewhere the model equals one built for the
     larger grid from position parameters fitted by the pure functions."""
     from mae_seg.models.layers.positions import (
@@ -150,8 +130,8 @@ def test_irregular_image_size_as_in_mmseg():
     assert model(torch.randn(1, 3, 234, 345))[-1].shape == (1, 768, 14, 21)
 
 
-def test_resized_positions_are_cached_and_follow_weight_updates():
-    model = randomize_(MAEViT(img_size=128, **TINY)).eval()
+def test_resized_positions_are_cached_and_follow_weight_updates(randomize):
+    model = randomize(MAEViT(img_size=128, **TINY)).eval()
     images = torch.randn(1, 3, 160, 96)
     with torch.no_grad():
         first = model(images)
@@ -190,11 +170,11 @@ def training_step_gradients(model, images):
 @pytest.mark.parametrize('path', [None, 'fused_sdpa'], ids=['chosen-path', 'dense-path'])
 @pytest.mark.parametrize('order', list(itertools.permutations(AUTOGRAD_MODES)), ids='-'.join)
 @pytest.mark.parametrize('size', [(64, 64), (96, 80)], ids=['native-grid', 'other-grid'])
-def test_every_autograd_mode_in_every_order_then_training(order, size, path):
+def test_every_autograd_mode_in_every_order_then_training(randomize, order, size, path):
     """PyTorch Lightning validates under inference_mode, then trains: the cached index and
     positions must not be inference tensors. The dense path under inference_mode builds the
     whole index there, as CUDA or an exporter could."""
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     fresh = copy.deepcopy(model)
     images = torch.randn(2, 3, *size)
     with torch.no_grad():
@@ -220,14 +200,14 @@ def test_every_autograd_mode_in_every_order_then_training(order, size, path):
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float64])
-def test_the_cache_follows_a_change_of_dtype(dtype):
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+def test_the_cache_follows_a_change_of_dtype(randomize, dtype):
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     images = torch.randn(1, 3, 96, 80)
     with torch.inference_mode():
         model(images)  # caches fp32 positions
         model.to(dtype)
         actual = model(images.to(dtype))
-    fresh = randomize_(MAEViT(img_size=64, **TINY)).eval().to(dtype)
+    fresh = randomize(MAEViT(img_size=64, **TINY)).eval().to(dtype)
     with torch.no_grad():
         expected = fresh(images.to(dtype))
     atol = 1e-12 if dtype == torch.float64 else 0
@@ -236,8 +216,8 @@ def test_the_cache_follows_a_change_of_dtype(dtype):
         torch.testing.assert_close(a, e, rtol=0, atol=atol)
 
 
-def test_autocast_after_fp32_inference_equals_autocast_from_scratch():
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+def test_autocast_after_fp32_inference_equals_autocast_from_scratch(randomize):
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     fresh = copy.deepcopy(model)
     images = torch.randn(1, 3, 96, 80)
     with torch.inference_mode():
@@ -251,9 +231,9 @@ def test_autocast_after_fp32_inference_equals_autocast_from_scratch():
 
 
 @pytest.mark.parametrize('change', ['load_state_dict', 'optimizer_step'])
-def test_cached_positions_follow_new_weights(change):
+def test_cached_positions_follow_new_weights(randomize, change):
     """A fitted table cached before new weights arrive would be silently wrong."""
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     images = torch.randn(1, 3, 96, 80)
     with torch.inference_mode():
         before = model(images)
@@ -281,8 +261,8 @@ def test_cached_positions_follow_new_weights(change):
 
 
 @pytest.mark.cuda
-def test_the_cache_follows_a_change_of_device():
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+def test_the_cache_follows_a_change_of_device(randomize):
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     images = torch.randn(1, 3, 96, 80)
     with torch.inference_mode():
         on_cpu = model(images)
@@ -305,8 +285,8 @@ def test_at_img_size_nothing_is_resized():
 
 
 @pytest.mark.parametrize('size', [(64, 64), (80, 48)])
-def test_gradients_reach_every_bias_table(size):
-    model = randomize_(MAEViT(img_size=64, drop_path_rate=0.1, **TINY)).train()
+def test_gradients_reach_every_bias_table(randomize, size):
+    model = randomize(MAEViT(img_size=64, drop_path_rate=0.1, **TINY)).train()
     sum(f.square().mean() for f in model(torch.randn(2, 3, *size))).backward()
     for layer in model.layers:
         grad = layer.attn.relative_position_bias_table.grad
@@ -314,8 +294,8 @@ def test_gradients_reach_every_bias_table(size):
     assert model.pos_embed.grad.abs().sum() > 0
 
 
-def test_with_cp_gives_the_same_gradients():
-    plain = randomize_(MAEViT(img_size=64, **TINY)).train()
+def test_with_cp_gives_the_same_gradients(randomize):
+    plain = randomize(MAEViT(img_size=64, **TINY)).train()
     checkpointed = copy.deepcopy(plain)
     checkpointed.with_cp = True
     images = torch.randn(2, 3, 64, 80)
@@ -353,8 +333,8 @@ def test_mmseg_defaults_and_normalised_indices():
     assert ours_shapes == theirs
 
 
-def test_pretrained_from_another_grid_is_resized_and_reported(tmp_path, mm_log):
-    source = randomize_(MAEViT(img_size=224, **TINY))
+def test_pretrained_from_another_grid_is_resized_and_reported(randomize, tmp_path, mm_log):
+    source = randomize(MAEViT(img_size=224, **TINY))
     state = {k: v for k, v in source.state_dict().items() if 'gamma' not in k}
     path = tmp_path / 'pretrain.pth'
     torch.save({'state_dict': state}, path)
@@ -373,8 +353,8 @@ def test_pretrained_from_another_grid_is_resized_and_reported(tmp_path, mm_log):
     torch.testing.assert_close(table[-3:], source.layers[1].attn.relative_position_bias_table[-3:])
 
 
-def test_pretrained_from_a_segmentor_checkpoint_with_prefix(tmp_path):
-    source = randomize_(MAEViT(img_size=64, **TINY))
+def test_pretrained_from_a_segmentor_checkpoint_with_prefix(randomize, tmp_path):
+    source = randomize(MAEViT(img_size=64, **TINY))
     state = {f'backbone.{k}': v for k, v in source.state_dict().items()}
     state['decode_head.conv_seg.weight'] = torch.zeros(3, 3)
     path = tmp_path / 'segmentor.pth'
@@ -409,7 +389,7 @@ def test_pretrained_file_that_would_run_code_is_refused(tmp_path):
     [([1, 3, 4], [4], 2), ([3, -1, 1], [-1], 2), ((0, 9, 9), [9, 9], 1), (-2, [-2], 0)],
 )
 def test_out_indices_that_select_nothing_warn_once_and_are_ignored_as_in_mmseg(
-    out_indices, unmatched, maps
+    mmseg_pair, out_indices, unmatched, maps
 ):
     kwargs = dict(TINY, out_indices=out_indices)
     with pytest.warns(UserWarning) as record:
@@ -432,8 +412,8 @@ def test_valid_out_indices_do_not_warn(recwarn):
     assert not [w for w in recwarn if 'out_indices' in str(w.message)]
 
 
-def test_output_cls_token_adds_the_final_cls_token_to_each_map():
-    plain = randomize_(MAEViT(img_size=64, final_norm=True, **TINY)).eval()
+def test_output_cls_token_adds_the_final_cls_token_to_each_map(randomize):
+    plain = randomize(MAEViT(img_size=64, final_norm=True, **TINY)).eval()
     with_cls = MAEViT(img_size=64, final_norm=True, output_cls_token=True, **TINY).eval()
     with_cls.load_state_dict(plain.state_dict())
     tokens = []
@@ -447,8 +427,8 @@ def test_output_cls_token_adds_the_final_cls_token_to_each_map():
     torch.testing.assert_close(actual[-1][1], tokens[0][:, 0], rtol=0, atol=0)
 
 
-def test_resize_rel_pos_embed_as_mmseg_names_it():
-    source = randomize_(MAEViT(img_size=224, **TINY))
+def test_resize_rel_pos_embed_as_mmseg_names_it(randomize):
+    source = randomize(MAEViT(img_size=224, **TINY))
     state = dict(source.state_dict())
     state['layers.0.attn.relative_position_index'] = torch.zeros(197, 197, dtype=torch.long)
     checkpoint = {'state_dict': state}
@@ -476,7 +456,7 @@ def test_resize_abs_pos_embed_equals_mmseg():
     torch.testing.assert_close(state['pos_embed'], expected, rtol=0, atol=1e-5)
 
 
-def test_pretrained_loading_goes_through_the_public_resize_methods(tmp_path):
+def test_pretrained_loading_goes_through_the_public_resize_methods(randomize, tmp_path):
     """As in mmseg's init_weights, so a subclass that overrides them is honoured."""
     calls = []
 
@@ -489,7 +469,7 @@ def test_pretrained_loading_goes_through_the_public_resize_methods(tmp_path):
             calls.append('abs')
             return super().resize_abs_pos_embed(state_dict)
 
-    source = randomize_(MAEViT(img_size=224, **TINY))
+    source = randomize(MAEViT(img_size=224, **TINY))
     path = tmp_path / 'pretrain.pth'
     torch.save({'state_dict': source.state_dict()}, path)
     model = Tracked(img_size=512, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **TINY)

@@ -2,6 +2,7 @@
 path against the written-out formula and mmseg's MAE; whole-image inference without an
 ``N x N`` tensor."""
 
+import functools
 import types
 
 import pytest
@@ -25,14 +26,10 @@ from mae_seg.models.layers.sdpa import (
 TINY = dict(embed_dims=96, num_layers=4, num_heads=3, out_indices=[1, 3])
 
 
-def randomize_(module):
-    """Non-trivial values everywhere, bias tables and layer scales included."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            scale = 0.5 if 'gamma' in name or 'relative_position' in name else 0.05
-            param.copy_(torch.randn(param.shape, generator=generator) * scale)
-    return module
+@pytest.fixture(scope='session')
+def randomize(randomize):
+    """Norm weights drawn around 0 like every other weight, as these tests have always had."""
+    return functools.partial(randomize, shifts={})
 
 
 def reference_attention(query, key, value, bias):
@@ -147,9 +144,9 @@ def record_paths(monkeypatch):
     return taken
 
 
-def test_the_model_runs_the_chosen_path(monkeypatch):
+def test_the_model_runs_the_chosen_path(randomize, monkeypatch):
     taken = record_paths(monkeypatch)
-    model = randomize_(MAEViT(img_size=64, **TINY))
+    model = randomize(MAEViT(img_size=64, **TINY))
     images = torch.randn(2, 3, 64, 64)
     model.train()
     model(images)
@@ -188,10 +185,10 @@ def saved_tensor_shapes(module, inputs):
     return shapes
 
 
-def test_fp32_cpu_training_keeps_no_attention_sized_tensor():
+def test_fp32_cpu_training_keeps_no_attention_sized_tensor(randomize):
     grid, heads, batch = (6, 7), 3, 2
     tokens = 1 + grid[0] * grid[1]
-    attention = randomize_(RelPosAttention(96, heads, grid)).train()
+    attention = randomize(RelPosAttention(96, heads, grid)).train()
     inputs = (
         torch.randn(batch, tokens, 96),
         attention.bias_table(grid),
@@ -220,8 +217,8 @@ def test_bf16_values_and_gradients_are_close_to_fp32(path):
         torch.testing.assert_close(a.grad.float(), e.grad, rtol=0.05, atol=0.05)
 
 
-def test_gradients_match_mmseg_mae():
-    reference = randomize_(MAE(img_size=64, **TINY))
+def test_gradients_match_mmseg_mae(randomize):
+    reference = randomize(MAE(img_size=64, **TINY))
     reference.train()
     ours = MAEViT(img_size=64, **TINY).train()
     ours.load_state_dict(reference.state_dict())
@@ -233,8 +230,8 @@ def test_gradients_match_mmseg_mae():
         torch.testing.assert_close(param.grad, expected[name].grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_workspace_gives_the_allocated_result_and_is_reused():
-    attention = randomize_(RelPosAttention(96, 3, (4, 5))).eval()
+def test_workspace_gives_the_allocated_result_and_is_reused(randomize):
+    attention = randomize(RelPosAttention(96, 3, (4, 5))).eval()
     index = relative_position_index((4, 5))
     workspace = AttentionWorkspace()
     with torch.no_grad():
@@ -251,8 +248,8 @@ def test_workspace_gives_the_allocated_result_and_is_reused():
     torch.testing.assert_close(cast, expected.bfloat16(), rtol=0, atol=0)
 
 
-def test_inference_without_autograd_equals_with_it():
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+def test_inference_without_autograd_equals_with_it(randomize):
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     images = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
         without = model(images)
@@ -350,8 +347,8 @@ def test_blockwise_in_bf16_is_close_to_fp32_and_needs_the_grid():
 
 @pytest.mark.usefixtures('blockwise_from_few_tokens')
 @pytest.mark.parametrize('img_size', [(64, 96), (96, 32)])
-def test_blockwise_inference_matches_mmseg_at_the_native_grid(monkeypatch, img_size):
-    reference = randomize_(MAE(img_size=img_size, **TINY))
+def test_blockwise_inference_matches_mmseg_at_the_native_grid(randomize, monkeypatch, img_size):
+    reference = randomize(MAE(img_size=img_size, **TINY))
     reference.eval()
     ours = MAEViT(img_size=img_size, **TINY).eval()
     ours.load_state_dict(reference.state_dict())
@@ -366,8 +363,8 @@ def test_blockwise_inference_matches_mmseg_at_the_native_grid(monkeypatch, img_s
 
 @pytest.mark.usefixtures('blockwise_from_few_tokens')
 @pytest.mark.parametrize('size', [(96, 160), (160, 48)])
-def test_blockwise_inference_equals_the_dense_path_off_the_native_grid(size):
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+def test_blockwise_inference_equals_the_dense_path_off_the_native_grid(randomize, size):
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     images = torch.randn(2, 3, *size)
     with torch.no_grad():
         blockwise = model(images)
@@ -399,13 +396,13 @@ def largest_tensor_of(function):
     return result, mode.largest
 
 
-def test_whole_image_inference_makes_no_tensor_of_n_squared_elements(monkeypatch):
+def test_whole_image_inference_makes_no_tensor_of_n_squared_elements(randomize, monkeypatch):
     """The memory claim, checked structurally: at 24x24 tokens (N = 577) in blocks of 64
     queries, no tensor of the forward pass reaches N^2 elements (the FFN's hidden
     activations, 4 x 96 x N, are the largest); the dense path makes heads x N^2."""
     monkeypatch.setitem(sdpa.BLOCKWISE_MIN_TOKENS, 'cpu', 512)
     monkeypatch.setitem(sdpa.QUERY_BLOCK_ROWS, 'cpu', 64)
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     images = torch.randn(1, 3, 384, 384)
     tokens = 1 + 24 * 24
     with torch.no_grad():
@@ -422,8 +419,8 @@ def test_whole_image_inference_makes_no_tensor_of_n_squared_elements(monkeypatch
 
 
 @pytest.mark.usefixtures('blockwise_from_few_tokens')
-def test_the_index_is_built_only_for_paths_that_read_it_whole():
-    model = randomize_(MAEViT(img_size=64, **TINY)).eval()
+def test_the_index_is_built_only_for_paths_that_read_it_whole(randomize):
+    model = randomize(MAEViT(img_size=64, **TINY)).eval()
     with torch.no_grad():
         model(torch.randn(1, 3, 160, 96))
         model(torch.randn(1, 3, 64, 64))
