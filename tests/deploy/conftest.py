@@ -22,19 +22,16 @@ test_dataloader = dict(dataset=dict(data_root={data_root!r}))
 """
 
 
-def _randomize_(segmentor: torch.nn.Module) -> None:
-    """Position parameters and the classifier far from their initial values, so that the
-    position fitting and the class decision matter."""
-    with torch.no_grad():
-        for name, param in segmentor.named_parameters():
-            if 'relative_position_bias_table' in name or name.endswith('pos_embed'):
-                param.copy_(torch.randn_like(param))
-            elif name.startswith('decode_head.conv_seg'):
-                param.copy_(torch.randn_like(param) * 3)
+# Position parameters and the classifier far from their initial values, so that the position
+# fitting and the class decision matter; every other weight as initialised.
+FAR_FROM_INIT = {
+    r'relative_position_bias_table|pos_embed$': 1.0,
+    r'^decode_head\.conv_seg': 3.0,
+}
 
 
 @pytest.fixture(scope='session')
-def tiny_segmentor(tmp_path_factory):
+def tiny_segmentor(tmp_path_factory, randomize):
     """``(config, checkpoint, data_root)``: the quick start's model at 64 dims (128x128
     crops, 8x8 tokens), random weights; 4 validation images of shapes at ``data_root``."""
     from mmengine.config import Config
@@ -52,7 +49,7 @@ def tiny_segmentor(tmp_path_factory):
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(str(config)).model)
     model.init_weights()
-    _randomize_(model)
+    randomize(model, std=None, stds=FAR_FROM_INIT, shifts={})
     checkpoint = tmp / 'iter_400.pth'
     torch.save(dict(meta=dict(), state_dict=model.state_dict()), checkpoint)
     return config, checkpoint, data_root
