@@ -35,7 +35,7 @@ CHECKPOINT_KEY = 'exact_resume'
 
 def resumable_dataloader_cfg(dataloader_cfg: dict) -> dict:
     """The train dataloader config with a sampler that can start anywhere and per-position
-    seeded samples (:mod:`mae_seg.datasets.resumable`).
+    seeded samples (:mod:`mae_seg.datasets.samplers`).
 
     Raises:
         ValueError: the sampler is not mmengine's ``InfiniteSampler`` (or ours), whose

@@ -83,8 +83,8 @@ INJECTED = {'runner', 'dataloader', 'evaluator', 'dataset', 'seed', 'optimizer',
 POPPED = {OPTIM_WRAPPERS: {'constructor', 'paramwise_cfg'}, LOOPS: {'by_epoch'}}
 
 _CONVERT_HINT = (
-    'convert the MAE weights with tools/model_converters/mae2mmseg.py (README: '
-    '"Reproducing the ADE20K benchmark") or point it elsewhere with --cfg-options'
+    'convert the MAE weights with tools/model_converters/mae2mmseg.py '
+    '(docs/converting_checkpoints.md) or point it elsewhere with --cfg-options'
 )
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README in one run: the CUDA tests, the attention paths, and the
+# Every GPU figure of docs/performance.md in one run: the CUDA tests, the attention paths, and the
 # benchmark of ViT-B and ViT-L backbones (batch 2 and 4, compiled too) and of the ViT-B
 # UPerNet segmentor, each against mmseg's MAE in the same process.
 #

@@ -231,8 +231,8 @@ class MAEViT(BaseModule):
             ``'extend'`` keeps every learned relative offset and absolute position and
             repeats the outermost ones beyond them; ``dict(relative=..., absolute=...)``
             sets the two separately. The default is the measured one: no fit changed the
-            whole-image mIoU of the quick start's model (README "Whole image or sliding
-            windows"). Loading weights of another grid always stretches.
+            whole-image mIoU of the quick start's model (docs/performance.md, "Whole image
+            or sliding windows"). Loading weights of another grid always stretches.
     """
 
     # What a checkpoint may hold differently, for the one rule of mae_seg.io.fit:
