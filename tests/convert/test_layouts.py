@@ -10,6 +10,7 @@ from mae_seg.convert import (
     mmseg_to_mae_vit,
     official_to_mae_vit,
 )
+from mae_seg.convert.layouts import _name_rules
 from mae_seg.errors import ConversionError
 from mae_seg.models import MAEViT
 
@@ -144,6 +145,14 @@ def test_mae_vit_to_timm_and_back_gives_every_tensor_but_the_bias_tables():
     assert sorted(to_timm.dropped) == sorted(tables) and len(tables) == 2
     assert back.state_dict.keys() == state.keys() - set(tables)
     assert all(back.state_dict[k] is state[k] for k in back.state_dict)
+
+
+def test_a_name_pair_that_cannot_be_read_backwards_is_refused():
+    with pytest.raises(ValueError, match="'blocks.{i}.attn.q_bias' and 'q_bias'"):
+        _name_rules((('blocks.{i}.attn.q_bias', 'q_bias'),))
+    assert _name_rules((('norm.{p}', 'ln1.{p}'),), inverse=True) == (
+        (r'ln1\.(?P<p>weight|bias)', r'norm.\g<p>'),
+    )
 
 
 @pytest.mark.parametrize(
