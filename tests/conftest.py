@@ -1,6 +1,8 @@
+import importlib.util
 import logging
 import random
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,8 @@ import pytest
 import torch
 
 from mae_seg.compat import setup_openmmlab
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # What our tools do first thing, and the one call documented for Python users.
 setup_openmmlab()
@@ -49,6 +53,30 @@ def mm_log():
     logger.addHandler(handler)
     yield handler.messages
     logger.removeHandler(handler)
+
+
+# -- the scripts under tools/ as modules -----------------------------------------------------
+
+TOOLS = ROOT / 'tools'
+
+
+def _load_tool(relative):
+    """The script ``tools/<relative>`` run afresh as a module named ``tool_<stem>``, and
+    registered under that name in ``sys.modules`` (where dataclasses look their module up)."""
+    path = TOOLS / relative
+    name = f'tool_{path.stem}'
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """``load_tool('analysis/benchmark.py')``: a script under ``tools/`` as a fresh module,
+    so tests call its ``main(argv)`` in this process."""
+    return _load_tool
 
 
 # -- random weights, and mmseg's MAE beside MAEViT ------------------------------------------
@@ -209,10 +237,7 @@ def mmpretrain_checkpoint(tmp_path, make_timm_vit):
 
 # -- the quick-start model at 64 dims and 64x64, for machinery tests -------------------------
 
-QUICK_START = (
-    Path(__file__).resolve().parents[1]
-    / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'
-)
+QUICK_START = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'
 TINY_QUICK_START = """
 _base_ = [{quick!r}]
 crop_size = (64, 64)

@@ -1,8 +1,5 @@
 """Inference at any image size and aspect ratio, smaller than a patch or a window included."""
 
-import importlib.util
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -11,8 +8,6 @@ from mmseg.models import EncoderDecoder
 
 from mae_seg.apis.inference import ImageJob, build_segmentor, fit_dataset_meta, segment_image
 from mae_seg.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 NO_RESIZE = """
 _base_ = [{config!r}]
@@ -80,19 +75,12 @@ def test_large_images_are_not_padded(no_resize):
     torch.testing.assert_close(ours, expected, atol=0, rtol=0)
 
 
-def load_infer():
-    spec = importlib.util.spec_from_file_location('tool_infer', ROOT / 'tools' / 'infer.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_infer_tool_on_a_10x10_png(no_resize, tmp_path):
+def test_infer_tool_on_a_10x10_png(load_tool, no_resize, tmp_path):
     config, checkpoint = no_resize
     image = tmp_path / 'tiny.png'
     cv2.imwrite(str(image), np.full((10, 10, 3), 128, np.uint8))
     assert (
-        load_infer().main(
+        load_tool('infer.py').main(
             [str(config), str(checkpoint), str(image), '--out-dir', str(tmp_path / 'out')]
         )
         == 0
@@ -115,17 +103,22 @@ def save_with_meta(tiny_model, tmp_path, dataset_meta):
      dict(classes=('a', 'b', 'c', 'd', 'e'), palette=[[0, 0, 0]])],
     ids=['palette-none', 'no-classes', 'no-meta', 'short-palette'],
 )  # fmt: skip
-def test_checkpoint_meta_without_a_fitting_palette(tiny_model, images, tmp_path, dataset_meta):
+def test_checkpoint_meta_without_a_fitting_palette(
+    load_tool, tiny_model, images, tmp_path, dataset_meta
+):
     config, path = save_with_meta(tiny_model, tmp_path, dataset_meta)
     out = tmp_path / 'out'
-    assert load_infer().main([str(config), str(path), str(images[0]), '--out-dir', str(out)]) == 0
+    assert (
+        load_tool('infer.py').main([str(config), str(path), str(images[0]), '--out-dir', str(out)])
+        == 0
+    )
     assert (out / 'overlays/x.png').is_file()
 
 
-def test_class_names_of_another_count_are_an_error(tiny_model, images, tmp_path, capsys):
+def test_class_names_of_another_count_are_an_error(load_tool, tiny_model, images, tmp_path, capsys):
     config, path = save_with_meta(tiny_model, tmp_path, dict(classes=('a', 'b', 'c')))
     assert (
-        load_infer().main(
+        load_tool('infer.py').main(
             [str(config), str(path), str(images[0]), '--out-dir', str(tmp_path / 'o')]
         )
         == 2

@@ -1,6 +1,5 @@
 """tools/infer.py: label maps and overlays for files, folders and globs; one-line errors."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,22 +13,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('tool_infer', ROOT / 'tools' / 'infer.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def infer(*argv):
-    return load_tool().main([str(arg) for arg in argv])
+@pytest.fixture
+def infer(load_tool):
+    """``infer(*argv)``: the exit status of ``tools/infer.py`` run in this process."""
+    return lambda *argv: load_tool('infer.py').main([str(arg) for arg in argv])
 
 
 def files_under(directory):
     return sorted(str(p.relative_to(directory)) for p in Path(directory).rglob('*') if p.is_file())
 
 
-def test_segments_folders_and_globs(tiny_model, images, tmp_path, capsys):
+def test_segments_folders_and_globs(infer, tiny_model, images, tmp_path, capsys):
     config, checkpoint = tiny_model
     out = tmp_path / 'out'
     folder_a, pattern_b = images[0].parent, images[2].parent / '*.jpg'
@@ -50,7 +44,7 @@ def test_segments_folders_and_globs(tiny_model, images, tmp_path, capsys):
     assert 'segmenting 3 images on cpu, slide inference' in captured.out
 
 
-def test_label_map_is_mmseg_inference_model_result(tiny_model, images, tmp_path):
+def test_label_map_is_mmseg_inference_model_result(infer, tiny_model, images, tmp_path):
     from mmseg.apis import inference_model, init_model
 
     config, checkpoint = tiny_model
@@ -63,7 +57,7 @@ def test_label_map_is_mmseg_inference_model_result(tiny_model, images, tmp_path)
     np.testing.assert_array_equal(labels, expected)
 
 
-def test_whole_mode_and_window_batches(tiny_model, images, tmp_path):
+def test_whole_mode_and_window_batches(infer, tiny_model, images, tmp_path):
     config, checkpoint = tiny_model
     results = {}
     for options in (['--mode', 'slide', '--batch-size', '1'], ['--batch-size', '4'],
@@ -85,7 +79,7 @@ def assert_one_error(captured, *fragments):
         assert fragment in lines[0]
 
 
-def test_missing_input_and_empty_pattern(tiny_model, tmp_path, capsys):
+def test_missing_input_and_empty_pattern(infer, tiny_model, tmp_path, capsys):
     config, checkpoint = tiny_model
     out = tmp_path / 'out'
     assert infer(config, checkpoint, tmp_path / 'nope.jpg', '--out-dir', out) == 2
@@ -95,7 +89,7 @@ def test_missing_input_and_empty_pattern(tiny_model, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_unreadable_image(tiny_model, images, tmp_path, capsys):
+def test_unreadable_image(infer, tiny_model, images, tmp_path, capsys):
     config, checkpoint = tiny_model
     broken = tmp_path / 'broken.jpg'
     broken.write_bytes(b'not a jpeg at all')
@@ -105,7 +99,7 @@ def test_unreadable_image(tiny_model, images, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_checkpoint_that_does_not_fit_the_config(tiny_model, images, tmp_path, capsys):
+def test_checkpoint_that_does_not_fit_the_config(infer, tiny_model, images, tmp_path, capsys):
     config, checkpoint = tiny_model
     state = torch.load(checkpoint, weights_only=True)
     state['state_dict']['decode_head.conv_seg.weight'] = torch.zeros(7, 16, 1, 1)
@@ -137,7 +131,7 @@ def test_cli_process_exits_2_without_traceback(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize('device', ['gpu', 'cuda:99'])
-def test_bad_device(tiny_model, images, tmp_path, capsys, device):
+def test_bad_device(infer, tiny_model, images, tmp_path, capsys, device):
     config, checkpoint = tiny_model
     assert infer(config, checkpoint, images[0], '--out-dir', tmp_path, '--device', device) == 2
     assert_one_error(capsys.readouterr(), f'--device {device}')
@@ -151,7 +145,9 @@ def test_bad_device(tiny_model, images, tmp_path, capsys, device):
         ('model.backbone.num_layer=2', "MAEViT takes no argument 'num_layer'"),
     ],
 )
-def test_config_mistakes_are_one_line(tiny_model, images, tmp_path, capsys, option, expected):
+def test_config_mistakes_are_one_line(
+    infer, tiny_model, images, tmp_path, capsys, option, expected
+):
     config, checkpoint = tiny_model
     out = tmp_path / 'out'
     assert infer(config, checkpoint, images[0], '--out-dir', out, '--cfg-options', option) == 2

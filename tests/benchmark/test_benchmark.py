@@ -1,10 +1,8 @@
 """The benchmark's machinery on tiny models: structure of the result, ratios, the CLI."""
 
 import dataclasses
-import importlib.util
 import json
 import statistics
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,7 +12,6 @@ from benchmarking import BenchmarkError, BenchmarkOptions, format_report, run_be
 from benchmarking.workloads import WorkloadSpec, build_workload
 
 TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=2, out_indices=[0, 1])
-TOOL = Path(__file__).parents[2] / 'tools' / 'analysis' / 'benchmark.py'
 
 TINY_SEGMENTOR = """
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -47,13 +44,6 @@ def rss_mb():
     with open('/proc/self/status') as status:
         line = next(line for line in status if line.startswith('VmRSS:'))
     return int(line.split()[1]) / 1024
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location('benchmark_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_options(**kwargs):
@@ -267,8 +257,8 @@ def test_whole_vs_slide_inputs_are_checked(tmp_path, segmentor_config):
         run_benchmark(tiny_options(image=str(text)), log=lambda line: None)
 
 
-def test_tool_rejects_bad_options_with_exit_code_2(capsys):
-    tool = load_tool()
+def test_tool_rejects_bad_options_with_exit_code_2(load_tool, capsys):
+    tool = load_tool('analysis/benchmark.py')
     assert tool.size('512x683') == (512, 683)
     assert tool.size('640') == (640, 640)
     assert tool.main(['--cases', 'nothing-like-this', '--no-memory']) == 2

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,6 @@ from mae_seg.datasets.color_masks import (
 )
 from mae_seg.errors import ColourMaskError
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMES = ('background', 'road', 'car')
 COLOURS = [(0, 0, 0), (128, 64, 128), (0, 0, 142)]
 FORMATS = {
@@ -30,14 +27,6 @@ FORMATS = {
     'list.json': json.dumps([{'name': n, 'color': list(c)} for n, c in zip(NAMES, COLOURS)]),
     'mmseg.json': json.dumps({'classes': NAMES, 'palette': [list(c) for c in COLOURS]}),
 }
-
-
-def load_tool():
-    path = ROOT / 'tools/dataset_converters/color_masks_to_index.py'
-    spec = importlib.util.spec_from_file_location('color_masks_to_index', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -110,8 +99,8 @@ def test_unknown_colours_are_reported_not_mapped(tmp_path, indices):
     assert (index[0, :5] == 255).all() and (index[1:] == indices[1:]).all()
 
 
-def test_cli_exit_codes_and_one_line_errors(tmp_path, indices, capsys):
-    tool = load_tool()
+def test_cli_exit_codes_and_one_line_errors(load_tool, tmp_path, indices, capsys):
+    tool = load_tool('dataset_converters/color_masks_to_index.py')
     (tmp_path / 'labelmap.txt').write_text(FORMATS['labelmap.txt'])
     classes = read_class_colours(tmp_path / 'labelmap.txt')
     (tmp_path / 'rgb').mkdir()
@@ -138,7 +127,7 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, indices, capsys):
     assert err == [f'color_masks_to_index.py: error: no *.png masks under {tmp_path}/none']
 
 
-def test_index_masks_given_by_mistake_are_named_in_one_line(tmp_path, indices, capsys):
+def test_index_masks_given_by_mistake_are_named_in_one_line(load_tool, tmp_path, indices, capsys):
     (tmp_path / 'labelmap.txt').write_text(FORMATS['labelmap.txt'])
     (tmp_path / 'masks').mkdir()
     for number in range(3):  # index masks as 'L' PNGs, and one saved as three equal channels
@@ -147,7 +136,12 @@ def test_index_masks_given_by_mistake_are_named_in_one_line(tmp_path, indices, c
         tmp_path / 'masks/rgb.png'
     )
     argv = [str(tmp_path / 'masks'), str(tmp_path / 'out'), '--colours']
-    assert load_tool().main([*argv, str(tmp_path / 'labelmap.txt')]) == 2
+    assert (
+        load_tool('dataset_converters/color_masks_to_index.py').main(
+            [*argv, str(tmp_path / 'labelmap.txt')]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     values = ', '.join(map(str, np.unique(indices).tolist()))
     assert err == [
@@ -171,7 +165,7 @@ def test_grey_class_colours_still_convert(tmp_path, indices):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'out/a.png')), binary)
 
 
-def test_unknown_colour_lines_are_capped(tmp_path, indices, capsys):
+def test_unknown_colour_lines_are_capped(load_tool, tmp_path, indices, capsys):
     (tmp_path / 'labelmap.txt').write_text(FORMATS['labelmap.txt'])
     classes = read_class_colours(tmp_path / 'labelmap.txt')
     (tmp_path / 'rgb').mkdir()
@@ -180,7 +174,12 @@ def test_unknown_colour_lines_are_capped(tmp_path, indices, capsys):
         rgb[0, 0] = (1, 2, 3 + number)
         Image.fromarray(rgb).save(tmp_path / f'rgb/{number:02d}.png')
     argv = [str(tmp_path / 'rgb'), str(tmp_path / 'out'), '--colours']
-    assert load_tool().main([*argv, str(tmp_path / 'labelmap.txt')]) == 2
+    assert (
+        load_tool('dataset_converters/color_masks_to_index.py').main(
+            [*argv, str(tmp_path / 'labelmap.txt')]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 12 and all('is not in the class list' in line for line in err[:10])
     assert err[10] == 'color_masks_to_index.py: 3 more unknown colours in 3 masks'

@@ -1,6 +1,5 @@
 """NonFiniteLossHook: the rule (unit) and a run it stops (end to end, in process)."""
 
-import importlib.util
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -103,22 +102,15 @@ class PoisonAuxiliaryHeadHook(Hook):
                 model.auxiliary_head.conv_seg.weight.fill_(float('nan'))
 
 
-def train_tool():
-    spec = importlib.util.spec_from_file_location('train_tool', ROOT / 'tools/train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-def test_injected_nan_stops_the_run_with_one_line(tmp_path, capsys):
+def test_injected_nan_stops_the_run_with_one_line(load_tool, tmp_path, capsys):
     data_root = make_shapes_dataset(
         tmp_path / 'ADEChallengeData2016', ShapesSpec(num_train=4, num_val=1, short_side=64)
     )
     config = tmp_path / 'nan.py'
     config.write_text(CONFIG.format(quick=str(QUICK), data_root=str(data_root)))
     work_dir = tmp_path / 'work'
-    assert train_tool().main([str(config), '--work-dir', str(work_dir)]) == 1
+    assert load_tool('train.py').main([str(config), '--work-dir', str(work_dir)]) == 1
 
     error = capsys.readouterr().err.strip().splitlines()
     print(error[-1])

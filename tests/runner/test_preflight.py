@@ -1,7 +1,6 @@
 """tools/train.py --check: every mistake, one line each, before anything long starts."""
 
 import ast
-import importlib.util
 from pathlib import Path
 
 import mmseg
@@ -30,13 +29,6 @@ MISTAKES = {
 }
 
 
-def train_tool():
-    spec = importlib.util.spec_from_file_location('train_tool', ROOT / 'tools/train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def data_options(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('check')
@@ -50,16 +42,23 @@ def data_options(tmp_path_factory):
     ]
 
 
-def check(capsys, tmp_path, options):
-    argv = [str(QUICK), '--check', '--work-dir', str(tmp_path), '--cfg-options', *options]
-    status = train_tool().main(argv)
-    captured = capsys.readouterr()
-    assert 'Traceback' not in captured.out + captured.err
-    return status, captured.out.strip().splitlines(), captured.err.strip().splitlines()
+@pytest.fixture
+def check(load_tool, capsys, tmp_path):
+    """``check(options)``: ``tools/train.py --check`` of the quick start with ``--cfg-options``;
+    its status and the lines it printed to stdout and stderr."""
+
+    def run(options):
+        argv = [str(QUICK), '--check', '--work-dir', str(tmp_path), '--cfg-options', *options]
+        status = load_tool('train.py').main(argv)
+        captured = capsys.readouterr()
+        assert 'Traceback' not in captured.out + captured.err
+        return status, captured.out.strip().splitlines(), captured.err.strip().splitlines()
+
+    return run
 
 
-def test_all_well_is_one_line(capsys, tmp_path, data_options):
-    status, out, err = check(capsys, tmp_path, data_options)
+def test_all_well_is_one_line(check, tmp_path, data_options):
+    status, out, err = check(data_options)
     print(*out, sep='\n')
     assert status == 0 and err == []
     assert out[-1].startswith(f'train.py: {QUICK}: ok: BatchedSlideEncoderDecoder (MAEViT), ')
@@ -71,15 +70,15 @@ def test_all_well_is_one_line(capsys, tmp_path, data_options):
 
 
 @pytest.mark.parametrize('mistake', MISTAKES)
-def test_each_mistake_is_one_line(capsys, tmp_path, data_options, mistake):
-    status, _, err = check(capsys, tmp_path, [*data_options, mistake])
+def test_each_mistake_is_one_line(check, data_options, mistake):
+    status, _, err = check([*data_options, mistake])
     assert status == 2
     assert err == [f'train.py: error: {MISTAKES[mistake]}']
 
 
-def test_all_mistakes_at_once(capsys, tmp_path, data_options):
+def test_all_mistakes_at_once(check, data_options):
     options = [*data_options, *MISTAKES, 'train_dataloader.dataset.data_root=no/such/dir']
-    status, _, err = check(capsys, tmp_path, options)
+    status, _, err = check(options)
     print(*err, sep='\n')
     assert status == 2
     expected = [f'train.py: error: {line}' for line in MISTAKES.values()]
@@ -103,9 +102,9 @@ def test_ade20k_models_build_on_the_meta_device(name, millions):
     )
 
 
-def test_exact_resume_loop_needs_the_infinite_sampler(capsys, tmp_path, data_options):
+def test_exact_resume_loop_needs_the_infinite_sampler(check, data_options):
     options = [*data_options, 'train_dataloader.sampler.type=DefaultSampler']
-    status, _, err = check(capsys, tmp_path, options)
+    status, _, err = check(options)
     assert status == 2
     assert err == [
         'train.py: error: train_dataloader.sampler: ExactResumeIterBasedTrainLoop needs '
@@ -193,10 +192,8 @@ def test_load_config_with_check_raises_the_first_problem():
     )
 
 
-def test_dataset_of_a_loader_with_problems_is_not_built(capsys, tmp_path, data_options):
-    status, _, err = check(
-        capsys, tmp_path, [*data_options, 'val_dataloader.dataset.seg_map_sufix=.png']
-    )
+def test_dataset_of_a_loader_with_problems_is_not_built(check, data_options):
+    status, _, err = check([*data_options, 'val_dataloader.dataset.seg_map_sufix=.png'])
     assert status == 2
     assert err == [
         'train.py: error: val_dataloader.dataset.seg_map_sufix: ADE20KDataset takes no argument '

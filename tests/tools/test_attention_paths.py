@@ -1,23 +1,12 @@
 """tools/analysis/attention_paths.py: which paths it times where, and its refusals."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope='module')
-def tool():
-    path = ROOT / 'tools' / 'analysis' / 'attention_paths.py'
-    spec = importlib.util.spec_from_file_location('attention_paths', path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['attention_paths'] = module
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool('analysis/attention_paths.py')
 
 
 def test_paths_per_device(tool):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +38,6 @@ test_dataloader = val_dataloader
 """
 
 
-def load_tool(relative):
-    path = ROOT / 'tools' / relative
-    spec = importlib.util.spec_from_file_location(f'tool_{path.stem}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def folder_config(tmp_path, faults=False):
     root = tmp_path / 'folder'
     names = make_folder_dataset(root, num_train=8, num_val=2, short_side=32)
@@ -63,7 +54,7 @@ def error_lines(captured, tool):
     return [line for line in captured.err.splitlines() if line.startswith(f'{tool}: error: ')]
 
 
-def test_clean_folder_set_passes_with_table_plot_and_overlays(tmp_path, capsys):
+def test_clean_folder_set_passes_with_table_plot_and_overlays(load_tool, tmp_path, capsys):
     config, _ = folder_config(tmp_path)
     out = tmp_path / 'check'
     assert load_tool('analysis/check_dataset.py').main([str(config), '--out-dir', str(out)]) == 0
@@ -80,7 +71,7 @@ def test_clean_folder_set_passes_with_table_plot_and_overlays(tmp_path, capsys):
     assert not (out / 'problems.txt').exists()
 
 
-def test_planted_faults_are_each_one_line_and_exit_2(tmp_path, capsys):
+def test_planted_faults_are_each_one_line_and_exit_2(load_tool, tmp_path, capsys):
     config, planted = folder_config(tmp_path, faults=True)
     out = tmp_path / 'check'
     assert load_tool('analysis/check_dataset.py').main([str(config), '--out-dir', str(out)]) == 2
@@ -98,7 +89,7 @@ def test_planted_faults_are_each_one_line_and_exit_2(tmp_path, capsys):
     assert len((out / 'problems.txt').read_text().splitlines()) == 4
 
 
-def test_missing_config_and_data_root_are_one_line(tmp_path, capsys):
+def test_missing_config_and_data_root_are_one_line(load_tool, tmp_path, capsys):
     tool = load_tool('analysis/check_dataset.py')
     assert tool.main([str(tmp_path / 'none.py')]) == 2
     [line] = error_lines(capsys.readouterr(), 'check_dataset.py')
@@ -134,7 +125,7 @@ def assert_error_lines(captured, tool, count=1):
     return lines
 
 
-def test_train_check_names_labels_beyond_num_classes(shapes_root, capsys):
+def test_train_check_names_labels_beyond_num_classes(load_tool, shapes_root, capsys):
     """The issue's row: 3 classes on 5-class data trained to 'Target 3 is out of bounds'."""
     argv = [
         str(QUICK),
@@ -172,7 +163,7 @@ def quick_start_model():
     return MODELS.build(cfg.model)
 
 
-def test_rgb_annotations_stop_train_check_and_test(rgb_shapes_root, tmp_path, capsys):
+def test_rgb_annotations_stop_train_check_and_test(load_tool, rgb_shapes_root, tmp_path, capsys):
     """The issue's row: index masks re-saved as 3-channel RGB."""
     assert load_tool('train.py').main([str(QUICK), '--check', *quick_options(rgb_shapes_root)]) == 2
     for line in assert_error_lines(capsys.readouterr(), 'train.py', count=2):
@@ -197,7 +188,9 @@ def test_rgb_annotations_stop_train_check_and_test(rgb_shapes_root, tmp_path, ca
         ('train_dataloader.dataset.seg_map_sufix=.png', "(did you mean 'seg_map_suffix'?)"),
     ],
 )
-def test_config_mistakes_are_one_line_before_reading_data(tmp_path, capsys, option, expected):
+def test_config_mistakes_are_one_line_before_reading_data(
+    load_tool, tmp_path, capsys, option, expected
+):
     config, _ = folder_config(tmp_path)
     assert load_tool('analysis/check_dataset.py').main([str(config), '--cfg-options', option]) == 2
     [line] = error_lines(capsys.readouterr(), 'check_dataset.py')

@@ -1,6 +1,5 @@
 """tools/model_converters/mae2mmseg.py: summary, verification, and one line for each bad input."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,8 @@ SCRIPT = ROOT / 'tools' / 'model_converters' / 'mae2mmseg.py'
 
 
 @pytest.fixture(scope='module')
-def tool():
-    spec = importlib.util.spec_from_file_location('mae2mmseg', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool('model_converters/mae2mmseg.py')
 
 
 def test_official_checkpoint_summary_verify_and_output(tool, official_checkpoint, tmp_path, capsys):

@@ -63,14 +63,10 @@ def test_show_dir_paints_every_image_without_training_data(show_dir_setup, tmp_p
     assert painted == [f'test_ADE_val_{i:08d}.jpg_0.png' for i in (1, 2, 3)]
 
 
-def test_show_dir_that_is_a_file_is_one_line(show_dir_setup, tmp_path, capsys):
-    import importlib.util
-
+def test_show_dir_that_is_a_file_is_one_line(load_tool, show_dir_setup, tmp_path, capsys):
     config, checkpoint, data_root = show_dir_setup
     (tmp_path / 'paint').write_text('')
-    spec = importlib.util.spec_from_file_location('tool_test', ROOT / 'tools' / 'test.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('test.py')
     assert tool.main([*tool_args(config, checkpoint, data_root, tmp_path), '--check']) == 2
     assert capsys.readouterr().err.strip() == (
         f'test.py: error: --show-dir {tmp_path / "paint"} is a file; give a folder'

@@ -1,6 +1,5 @@
 """tools/train.py, tools/test.py and the dist_*.sh launchers, end to end on the CPU."""
 
-import importlib.util
 import json
 import os
 import re
@@ -38,13 +37,6 @@ test_dataloader = val_dataloader
 train_cfg = dict(max_iters=6, val_interval=100)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=3, max_keep_ckpts=-1))
 """
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def free_port():
@@ -95,26 +87,28 @@ def assert_one_error_line(captured, tool):
     ],
     ids=['config', 'data-root', 'pretrained'],
 )
-def test_train_bad_input_is_one_line(run_config, capsys, argv, expected):
+def test_train_bad_input_is_one_line(load_tool, run_config, capsys, argv, expected):
     argv = [arg.format(config=run_config) for arg in argv]
-    assert load_tool('train').main(argv) == 2
+    assert load_tool('train.py').main(argv) == 2
     assert expected in assert_one_error_line(capsys.readouterr(), 'train.py')
 
 
 @pytest.mark.skipif(accelerator_available(), reason='behaviour without a GPU')
-def test_amp_config_on_cpu_is_one_line(capsys, tmp_path):
-    assert load_tool('train').main([str(BASE), '--work-dir', str(tmp_path)]) == 2
+def test_amp_config_on_cpu_is_one_line(load_tool, capsys, tmp_path):
+    assert load_tool('train.py').main([str(BASE), '--work-dir', str(tmp_path)]) == 2
     line = assert_one_error_line(capsys.readouterr(), 'train.py')
     assert 'AmpOptimWrapper' in line and 'optim_wrapper.type=OptimWrapper' in line
 
 
-def test_test_with_missing_checkpoint_is_one_line(run_config, capsys, tmp_path):
+def test_test_with_missing_checkpoint_is_one_line(load_tool, run_config, capsys, tmp_path):
     argv = [str(run_config), str(tmp_path / 'iter_6.pth'), '--work-dir', str(tmp_path)]
-    assert load_tool('test').main(argv) == 2
+    assert load_tool('test.py').main(argv) == 2
     assert 'iter_6.pth does not exist' in assert_one_error_line(capsys.readouterr(), 'test.py')
 
 
-def test_test_with_a_checkpoint_of_another_class_count_is_one_line(run_config, capsys, tmp_path):
+def test_test_with_a_checkpoint_of_another_class_count_is_one_line(
+    load_tool, run_config, capsys, tmp_path
+):
     """mmengine would load the rest, warn, and report the mIoU of a random classifier."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -126,17 +120,19 @@ def test_test_with_a_checkpoint_of_another_class_count_is_one_line(run_config, c
     torch.save({'meta': {}, 'state_dict': model.state_dict()}, checkpoint)
     three = ['model.decode_head.num_classes=3', 'model.auxiliary_head.num_classes=3']
     argv = [str(run_config), str(checkpoint), '--work-dir', str(tmp_path), '--cfg-options']
-    assert load_tool('test').main(argv + three) == 2
+    assert load_tool('test.py').main(argv + three) == 2
     line = assert_one_error_line(capsys.readouterr(), 'test.py')
     assert line.startswith(f'test.py: error: checkpoint {checkpoint} does not fit the model of ')
     assert 'decode_head.conv_seg.weight (5, 64, 1, 1) vs (3, 64, 1, 1)' in line
     assert not list(tmp_path.glob('*/*.json'))  # no metrics written
 
 
-def test_batch_of_one_image_is_one_line_at_check_and_at_training(run_config, capsys, tmp_path):
+def test_batch_of_one_image_is_one_line_at_check_and_at_training(
+    load_tool, run_config, capsys, tmp_path
+):
     argv = [str(run_config), '--work-dir', str(tmp_path), '--cfg-options']
     for check in (['--check'], []):
-        assert load_tool('train').main(check + argv + ['train_dataloader.batch_size=1']) == 2
+        assert load_tool('train.py').main(check + argv + ['train_dataloader.batch_size=1']) == 2
         line = assert_one_error_line(capsys.readouterr(), 'train.py')
         assert line.startswith('train.py: error: train_dataloader.batch_size=1 on 1 process: ')
 
@@ -250,7 +246,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(run_config, t
 
 @pytest.mark.slow
 @pytest.mark.parametrize('mode', ['whole', 'slide'])
-def test_test_tool_on_images_smaller_than_a_patch(run_config, tmp_path, capsys, mode):
+def test_test_tool_on_images_smaller_than_a_patch(load_tool, run_config, tmp_path, capsys, mode):
     """12-18 px images, no Resize: mmseg's model fails ("Kernel size can't be greater than
     actual input size"); ours pads them and evaluates label maps of their own size."""
     from mmengine.config import Config
@@ -274,7 +270,7 @@ def test_test_tool_on_images_smaller_than_a_patch(run_config, tmp_path, capsys, 
         str(config), str(checkpoint), '--work-dir', str(tmp_path / 'work'),
         '--cfg-options', f'model.test_cfg.mode={mode}',
     ]  # fmt: skip
-    assert load_tool('test').main(argv) == 0
+    assert load_tool('test.py').main(argv) == 0
     assert re.search(r'mIoU: \d+\.\d+', capsys.readouterr().out)
 
 
@@ -290,16 +286,16 @@ def test_test_tool_on_images_smaller_than_a_patch(run_config, tmp_path, capsys, 
 )
 @pytest.mark.parametrize('check', [False, True], ids=['run', 'check'])
 def test_test_checks_the_config_before_building(
-    run_config, capsys, tmp_path, option, expected, check
+    load_tool, run_config, capsys, tmp_path, option, expected, check
 ):
     # The checkpoint does not exist: the config is checked before anything is read.
     argv = [str(run_config), str(tmp_path / 'none.pth'), '--cfg-options', option]
-    assert load_tool('test').main(argv + ['--check'] * check) == 2
+    assert load_tool('test.py').main(argv + ['--check'] * check) == 2
     assert expected in assert_one_error_line(capsys.readouterr(), 'test.py')
 
 
-def test_train_checks_the_config_without_check_flag(run_config, capsys, tmp_path):
+def test_train_checks_the_config_without_check_flag(load_tool, run_config, capsys, tmp_path):
     argv = [str(run_config), '--work-dir', str(tmp_path), '--cfg-options', 'model.test_cfg.strde=4']
-    assert load_tool('train').main(argv) == 2
+    assert load_tool('train.py').main(argv) == 2
     assert "(did you mean 'stride'?)" in assert_one_error_line(capsys.readouterr(), 'train.py')
     assert not list(tmp_path.iterdir())

@@ -1,22 +1,14 @@
 """tools/wheelhouse.py: what an offline node gets, resolved against fake wheels."""
 
-import importlib.util
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope='module')
-def wheelhouse():
-    spec = importlib.util.spec_from_file_location('wheelhouse', ROOT / 'tools' / 'wheelhouse.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['wheelhouse'] = module
-    spec.loader.exec_module(module)
-    return module
+def wheelhouse(load_tool):
+    return load_tool('wheelhouse.py')
 
 
 def make_wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
