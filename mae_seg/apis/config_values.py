@@ -303,9 +303,9 @@ def layer_decay_problems(cfg: Config) -> list[str]:
         return [problem] if problem else []
     if constructor not in MMSEG_LAYER_DECAY or given == depth:
         return []
-    said = 'is missing' if given is None else f'={given}'
+    said = ' is missing' if given is None else f'={given}'
     return [
-        f'optim_wrapper.paramwise_cfg.num_layers {said} and the backbone has {depth} '
+        f'optim_wrapper.paramwise_cfg.num_layers{said} and the backbone has {depth} '
         f"transformer blocks (model.backbone.num_layers={depth}): mmseg's {constructor} "
         f'needs their count; set paramwise_cfg.num_layers={depth}, or use '
         "constructor='MAELayerDecayOptimizerConstructor', which reads it from the model"
