@@ -36,6 +36,16 @@ def layer_id(name: str, num_layers: int) -> int:
     return num_layers + 1
 
 
+def _find_backbone(model: nn.Module) -> tuple[nn.Module, str]:
+    """``model.backbone`` (through a DDP wrapper's ``.module``), or ``model`` as a bare
+    backbone, and what its parameter names lack of a segmentor's (``''`` or ``'backbone.'``)."""
+    model = getattr(model, 'module', model)
+    backbone = getattr(model, 'backbone', None)
+    if isinstance(backbone, nn.Module):
+        return backbone, ''
+    return model, 'backbone.'
+
+
 def backbone_depth(model: nn.Module) -> int | None:
     """Transformer blocks of a segmentor's backbone, or of a bare backbone: ``len(layers)``.
 
@@ -47,9 +57,7 @@ def backbone_depth(model: nn.Module) -> int | None:
         the number of blocks, or None where there is no non-empty ``layers`` ModuleList (or
         Sequential) to count.
     """
-    model = getattr(model, 'module', model)
-    backbone = getattr(model, 'backbone', model)
-    blocks = getattr(backbone, 'layers', None)
+    blocks = getattr(_find_backbone(model)[0], 'layers', None)
     if isinstance(blocks, (nn.ModuleList, nn.Sequential)) and len(blocks):
         return len(blocks)
     return None
@@ -182,7 +190,7 @@ class MAELayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         """
         depth = backbone_depth(model)
         if depth is None:
-            backbone = getattr(model, 'backbone', model)
+            backbone = _find_backbone(model)[0]
             raise ValueError(
                 'MAELayerDecayOptimizerConstructor: found no transformer blocks to decay in '
                 f'{type(model).__name__}: it looks for a non-empty ModuleList '
@@ -199,7 +207,7 @@ class MAELayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         # ``module`` is unwrapped from DDP by mmengine's ``__call__``.
         num_layers = self.model_depth(module)
         # A bare backbone's parameters are named as a segmentor's would be.
-        prefix = '' if isinstance(getattr(module, 'backbone', None), nn.Module) else 'backbone.'
+        prefix = _find_backbone(module)[1]
         groups: dict[tuple, dict] = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
