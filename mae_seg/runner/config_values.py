@@ -286,8 +286,8 @@ def layer_decay_problems(cfg: Config) -> list[str]:
     Read from the config alone (``model.backbone.num_layers``, else the backbone class's
     default), so that every tool finds it before building. ``MAELayerDecayOptimizerConstructor``
     reads the depth from the model and takes a given ``num_layers`` only when equal
-    (:func:`~mae_seg.engine.optimizers.layer_decay.num_layers_problem`); mmseg's constructors need it,
-    and decay a wrong one silently.
+    (:func:`~mae_seg.engine.optimizers.layer_decay.num_layers_problem`); mmseg's
+    constructors need it, and decay a wrong one silently.
     """
     wrapper = cfg.get('optim_wrapper') or {}
     constructor = wrapper.get('constructor')
