@@ -1,0 +1,23 @@
+"""Figures of a run that mmengine's and mmseg's visualizers do not draw."""
+
+from .curves import (
+    CurvesError,
+    RunScalars,
+    TrainingCurves,
+    join_runs,
+    load_curves,
+    plot_curves,
+    read_scalars,
+    scalar_logs,
+)
+
+__all__ = [
+    'CurvesError',
+    'RunScalars',
+    'TrainingCurves',
+    'join_runs',
+    'load_curves',
+    'plot_curves',
+    'read_scalars',
+    'scalar_logs',
+]
