@@ -279,6 +279,7 @@ def plot_curves(
             the validation scalars.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter
 
     out_path = Path(out_path)
     if out_path.is_dir() or out_path.suffix.lower() != '.png':
@@ -298,12 +299,14 @@ def plot_curves(
             lr_axis.plot(*zip(*curves.train[name]), label=name)
         # mmengine logs the lr of each optimizer's first parameter group only.
         lr_axis.set(xlabel='iteration', ylabel='lr', title='learning rate (first parameter group)')
-        lr_axis.ticklabel_format(axis='y', style='sci', scilimits=(-3, 3))
+        # Exponent on every tick: matplotlib's shared offset text would sit on the title.
+        lr_axis.yaxis.set_major_formatter(FormatStrFormatter('%.1e'))
         if len(curves.lr_names) > 1:
             lr_axis.legend(fontsize=8)
     if validations:
         metric_axis = next(axes)
         metric_axis.plot(*zip(*validations), marker='o', color='tab:green')
+        metric_axis.margins(y=0.15)  # room for the label of the last value
         step, value = validations[-1]
         if math.isfinite(value):
             metric_axis.annotate(
