@@ -37,8 +37,8 @@ __all__ = [
 #: mmengine's run folder name, ``time.strftime('%Y%m%d_%H%M%S')``: sorting by name is by time.
 _TIMESTAMP = re.compile(r'\d{8}_\d{6}')
 _SCALARS = Path('vis_data') / 'scalars.json'
-#: Keys of a line that are positions or bookkeeping, not curves.
-_NOT_CURVES = frozenset({'step', 'iter', 'epoch'})
+#: Keys of a line that are positions or bookkeeping (timings, memory), not curves drawn here.
+_NOT_CURVES = frozenset({'step', 'iter', 'epoch', 'time', 'data_time', 'memory'})
 
 Series = list[tuple[int, float]]
 
