@@ -6,12 +6,13 @@ from .cases import DENSE_PATH_VARIANT, VARIANT_LABELS
 from .scaling import SCALING_VARIANTS
 from .whole_vs_slide import WHOLE_VS_SLIDE_STEPS
 
-__all__ = ['format_report']
+__all__ = ['format_header', 'format_report']
 
 _ROW = '{:<15} {:<16} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9} {:>7}'
 
 
-def _header(result: dict) -> list[str]:
+def format_header(result: dict) -> list[str]:
+    """What was measured, where: model, mode, size; device, threads, torch, rounds."""
     options, env, arch = result['options'], result['environment'], result['arch']
     name = options['arch'] if isinstance(options['arch'], str) else 'custom ViT'
     if options['mode'] == 'segmentor':
@@ -152,7 +153,7 @@ def _scaling(scaling: dict) -> list[str]:
 def format_report(result: dict) -> str:
     """Header, one block of rows per case, then whole-vs-slide and whole-image scaling if
     measured."""
-    lines = _header(result)
+    lines = format_header(result)
     if result['cases']:
         lines.append('')
         lines.append(
