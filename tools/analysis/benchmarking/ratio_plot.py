@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .cases import VARIANT_LABELS, BenchmarkError
 from .figures import save_png
-from .report import format_header
+from .report import amp_name, format_header, peak_memory_name
 
 __all__ = ['load_result', 'plot_ratios', 'ratio_figure']
 
@@ -115,7 +115,7 @@ def ratio_figure(result: dict):
     if any(r is not None for m in models for r in _ratios(cases, m, 'memory_ratio')):
         panels.append(('memory_ratio', "peak memory / mmseg's MAE's"))
     names = [entry['case'] for entry in cases]
-    width = 0.8 / len(models)
+    width = min(0.8 / len(models), 0.5)
     figure, axes = plt.subplots(
         len(panels), 1, figsize=(max(6.0, 1.3 * len(names) + 2), 3.6 * len(panels)), squeeze=False
     )
@@ -139,5 +139,15 @@ def ratio_figure(result: dict):
         axis.grid(True, axis='y', alpha=0.3)
         axis.legend(fontsize=8, loc='upper left')
     figure.suptitle('\n'.join(format_header(result)), fontsize=8)
-    figure.tight_layout()
+    device = result['environment']['device']
+    figure.text(
+        0.5,
+        0.005,
+        f"speed-up: mmseg's median time / the model's; memory: {peak_memory_name(device)} "
+        f"of one step / mmseg's; amp: {amp_name(device)} autocast",
+        ha='center',
+        va='bottom',
+        fontsize=7,
+    )
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure
