@@ -90,7 +90,9 @@ def test_bars_are_the_speed_ups_and_memory_ratios_of_each_case():
         'train-b2-fp32',
     ]
     assert '1.75x' in [text.get_text() for text in speed.texts]
-    assert 'torch 2.x' in figure._suptitle.get_text()
+    assert 'torch 2.x' in figure.get_suptitle()
+    footer = ' '.join(text.get_text() for text in figure.texts)
+    assert 'peak resident set' in footer and 'amp: bf16 autocast' in footer  # a CPU run
     assert len(ratio_figure(small_result(memory=False)).axes) == 1  # no memory, no panel
 
 
