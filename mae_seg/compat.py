@@ -1,8 +1,11 @@
 """Shims for running the OpenMMLab 1.x stack on current PyTorch, each one explained.
 
-Only what is needed and nothing global beyond it: importing :mod:`mae_seg` calls
-:func:`allow_mmengine_checkpoints`, :func:`resolve_scoped_configs`,
-:func:`quiet_known_warnings` and :func:`summarize_init_info` once.
+Importing :mod:`mae_seg` changes nothing here: it only registers classes. Our tools call
+:func:`setup_openmmlab` first thing; Python users who drive mmengine's ``Runner`` or
+``Config`` themselves call it once too. Two shims are also applied where they are needed
+for a result to be right at all: :func:`resolve_scoped_configs` by
+:func:`mae_seg.runner.load_config`, and :func:`allow_mmengine_checkpoints` by our runner
+and our resumable train loop (which mmseg's own ``tools/train.py`` builds from our configs).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from mmengine.model import BaseModule
 
 __all__ = [
     'allow_mmengine_checkpoints',
+    'setup_openmmlab',
     'installed_package_path',
     'mmengine_checkpoint_globals',
     'quiet_known_warnings',
@@ -183,3 +187,22 @@ def summarize_init_info() -> None:
 
     dump_init_info._summarized = True
     BaseModule._dump_init_info = dump_init_info
+
+
+def setup_openmmlab(quiet: bool = True) -> None:
+    """Prepare this process for mmengine and mmseg with current torch and setuptools.
+
+    Allow-lists what mmengine writes into checkpoints (:func:`allow_mmengine_checkpoints`),
+    resolves ``mmseg::`` config bases without ``pkg_resources``
+    (:func:`resolve_scoped_configs`) and, with ``quiet``, hides the warnings no user can act
+    on (:func:`quiet_known_warnings`) and sums up mmengine's per-parameter initialisation
+    report in one line (:func:`summarize_init_info`). Safe to call more than once.
+
+    Args:
+        quiet: also quiet mmengine's and mmseg's output (False: only what correctness needs).
+    """
+    allow_mmengine_checkpoints()
+    resolve_scoped_configs()
+    if quiet:
+        quiet_known_warnings()
+        summarize_init_info()

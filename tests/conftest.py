@@ -6,6 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from mae_seg.compat import setup_openmmlab
+
+# What our tools do first thing, and the one call documented for Python users.
+setup_openmmlab()
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` are skipped where torch sees no GPU."""

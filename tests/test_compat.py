@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
-import mae_seg  # noqa: F401  (installs the allow-list)
+import mae_seg  # noqa: F401  (the allow-list: tests/conftest.py calls setup_openmmlab)
 
 
 class _Regressor(BaseModel):

@@ -7,7 +7,7 @@ import mmseg
 import pytest
 from mmengine.config import Config
 
-import mae_seg  # noqa: F401  (installs the shim where pkg_resources is gone)
+import mae_seg  # noqa: F401  (the shim: tests/conftest.py calls setup_openmmlab)
 from mae_seg.compat import installed_package_path
 
 

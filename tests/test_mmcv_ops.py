@@ -84,7 +84,7 @@ def _segmentor_of_the_vit_b_config():
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
-    import mae_seg  # noqa: F401  (answers the config's mmseg:: base look-ups)
+    import mae_seg  # noqa: F401  (registers our classes)
 
     config = Path(__file__).resolve().parents[1] / 'configs/mae'
     cfg = Config.fromfile(str(config / 'mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py'))

@@ -50,3 +50,37 @@ def test_ci_runs_exactly_the_readme_test_command():
     test_command = match.group(1).strip()
     ci_lines = [line.strip() for line in (ROOT / '.ci' / 'run').read_text().splitlines()]
     assert test_command in ci_lines
+
+
+# In a fresh interpreter: what the process looks like after mae_seg's dependencies are
+# imported, then after `import mae_seg`.
+PROCESS_STATE = """
+import warnings, torch, timm, mmseg.models, mmseg.datasets, mmseg.engine
+import mmengine.config.config as config_module
+from mmengine.model import BaseModule
+
+def state():
+    return (
+        list(warnings.filters),
+        BaseModule._dump_init_info,
+        list(torch.serialization.get_safe_globals()),
+        config_module.is_installed,
+        config_module.get_installed_path,
+    )
+
+before = state()
+import mae_seg
+from mmseg.registry import MODELS
+print(state() == before, MODELS.get('MAEViT') is mae_seg.MAEViT)
+from mae_seg.compat import setup_openmmlab
+setup_openmmlab()
+print(state() == before)
+"""
+
+
+def test_import_registers_and_changes_nothing_else():
+    result = subprocess.run(
+        [sys.executable, '-c', PROCESS_STATE], capture_output=True, text=True, check=True
+    )
+    # Unchanged after the import, registered, and changed by the documented call only.
+    assert result.stdout.split() == ['True', 'True', 'False']

@@ -9,8 +9,8 @@ from mmengine.model import BaseModule
 from mmengine.structures import PixelData
 from torch import nn
 
-from mae_seg.apis.runner import _LogFileOnly
 from mae_seg.compat import quiet_known_warnings
+from mae_seg.runner.run import _LogFileOnly
 
 
 def test_pixel_data_shape_warning_is_filtered_and_others_are_not():

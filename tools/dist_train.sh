@@ -6,7 +6,7 @@
 # A killed process or a lost node makes it restart them all, up to MAX_RESTARTS (3) times;
 # a restarted run resumes from the latest checkpoint of its work directory by itself. A
 # config or data error, or the same error at the same iteration twice, is not restarted:
-# one line, exit status 2 (mae_seg/apis/launch.py).
+# one line, exit status 2 (mae_seg/runner/restarts.py).
 set -euo pipefail
 
 if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then
@@ -27,7 +27,7 @@ export PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}"
 # Config, checkpoint and data mistakes as one line here, not from every process under torchrun;
 # WORLD_SIZE lets the check see the images per process and what SyncBN shares.
 WORLD_SIZE=$((NNODES * GPUS)) "$PYTHON" "$TOOLS/train.py" "$CONFIG" --check "${@:3}"
-"$PYTHON" -m mae_seg.apis.launch \
+"$PYTHON" -m mae_seg.runner.restarts \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

@@ -51,11 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     import torch
     from mmengine.utils import ProgressBar
     from mmseg.visualization import SegLocalVisualizer
 
-    from mae_seg.apis import ConfigError
     from mae_seg.apis.inference import (
         build_segmentor,
         check_images_readable,
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         plan_outputs,
         segment_image,
     )
-    from mae_seg.checkpoint import CheckpointError
+    from mae_seg.errors import CheckpointError, ConfigError
 
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     try:

@@ -66,8 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mae_seg.apis import ConfigError, check_run_inputs, load_config, setup_test_config, test
-    from mae_seg.checkpoint import CheckpointError
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
+    from mae_seg.errors import CheckpointError, ConfigError
+    from mae_seg.runner import check_run_inputs, load_config, setup_test_config, test
 
     try:
         cfg = load_config(args.config, args.cfg_options, check=True)

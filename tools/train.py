@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def report_check(cfg, config_path: str) -> int:
     """``--check``: every problem on stderr, one line each (exit 2), else one line on stdout."""
-    from mae_seg.apis import preflight
+    from mae_seg.runner import preflight
 
     problems, summary = preflight(cfg)
     for problem in problems:
@@ -71,43 +71,30 @@ def report_check(cfg, config_path: str) -> int:
 
 def stop(message: str, status: int) -> int:
     """Print ``message`` once for the run (not once per process) and stop its restarts."""
-    from mae_seg.apis import claim_stop
+    from mae_seg.runner import claim_stop
 
     if claim_stop(message):
         print(message, file=sys.stderr, flush=True)
     return status
 
 
-def repeated_failure(cfg, error: Exception) -> str | None:
-    """The one line for an exception that ended the attempt before at the same iteration."""
-    from mmengine.logging import MessageHub
-
-    from mae_seg.apis import record_failure
-
-    lines = str(error).strip().splitlines()
-    failure = f'{type(error).__name__}: {lines[0] if lines else ""}'.rstrip(': ')
-    iteration = MessageHub.get_current_instance().get_info('iter')
-    if not record_failure(cfg.work_dir, failure, iteration):
-        return None
-    where = 'before training' if iteration is None else f'at iteration {iteration}'
-    return (
-        f'train.py: error: {failure} {where}, as in the attempt before the restart: '
-        'the error is deterministic; not restarting again'
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mae_seg.apis import (
-        ConfigError,
+    from mmengine.logging import MessageHub
+
+    from mae_seg.compat import setup_openmmlab
+    from mae_seg.errors import CheckpointError, ConfigError, NonFiniteLossError
+    from mae_seg.runner import (
+        deterministic_failure,
         load_config,
+        record_stop,
         restart_count,
         setup_train_config,
         stop_reason,
         train,
     )
-    from mae_seg.checkpoint import CheckpointError
-    from mae_seg.engine import NonFiniteLossError
+
+    setup_openmmlab()
 
     cfg = None
     try:
@@ -131,17 +118,20 @@ def main(argv: list[str] | None = None) -> int:
             )
         stopped = stop_reason(cfg.work_dir)
         if stopped:
-            raise NonFiniteLossError(f'{stopped} (restarting would repeat it)')
+            return stop(f'train.py: error: {stopped} (restarting would repeat it)', 1)
         summary = train(cfg, verbose=args.verbose)
     except (ConfigError, CheckpointError) as error:
         return stop(f'train.py: error: {error}', 2)
     except NonFiniteLossError as error:
+        record_stop(cfg.work_dir, str(error))
         return stop(f'train.py: error: {error}', 1)
     except Exception as error:
         # A launcher restarts what ends here; the same failure twice is not worth a third.
-        repeated = repeated_failure(cfg, error) if cfg is not None else None
-        if repeated:
-            return stop(repeated, 2)
+        if cfg is not None:
+            iteration = MessageHub.get_current_instance().get_info('iter')
+            repeated = deterministic_failure(cfg.work_dir, error, iteration)
+            if repeated:
+                return stop(f'train.py: error: {repeated}', 2)
         raise
     if summary.world_size > 1:
         # One write: print() sends the text and the newline separately, and the lines of

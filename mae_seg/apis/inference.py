@@ -20,10 +20,10 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from ..checkpoint import atomic_output, extract_state_dict, load_checkpoint_file
-from .config import is_tta_model, load_config
-from .errors import ConfigError
-from .weights import fit_load_from
+from ..errors import ConfigError
+from ..io import atomic_output, extract_state_dict, load_checkpoint_file
+from ..runner.config import is_tta_model, load_config
+from ..runner.weights import fit_load_from
 
 __all__ = [
     'IMAGE_SUFFIXES',
@@ -148,7 +148,7 @@ def build_segmentor(
         ConfigError: the config cannot be read or is a TTA config, or the device does not
             exist.
         CheckpointError: the checkpoint is missing or unreadable, or does not fit the
-            config (:func:`~mae_seg.apis.weights.fit_load_from`).
+            config (:func:`~mae_seg.runner.weights.fit_load_from`).
     """
     from mmseg.apis import init_model
 

@@ -1,3 +1,4 @@
+from .samplers import PositionSeededDataset, ResumableInfiniteSampler
 from .transforms import MinSizeResize
 
-__all__ = ['MinSizeResize']
+__all__ = ['MinSizeResize', 'PositionSeededDataset', 'ResumableInfiniteSampler']

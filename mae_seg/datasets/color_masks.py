@@ -19,21 +19,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..checkpoint.writing import atomic_output
+from ..errors import ColourMaskError
+from ..io.writing import atomic_output
 
 __all__ = [
     'ClassColours',
-    'ColourMaskError',
     'ConversionReport',
     'UnknownColour',
     'colour_mask_to_index',
     'convert_colour_masks',
     'read_class_colours',
 ]
-
-
-class ColourMaskError(ValueError):
-    """A class-colour file or a mask that cannot be converted; the message names the fix."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..checkpoint.writing import atomic_output
+from ..io.writing import atomic_output
 from .label_rules import LabelRules
 from .pair_facts import PairFacts
 

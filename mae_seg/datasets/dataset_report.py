@@ -9,7 +9,7 @@ from pathlib import Path
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from ..checkpoint.writing import atomic_output
+from ..io.writing import atomic_output
 from .dataset_check import (
     SPLIT_KEYS,
     SplitReport,

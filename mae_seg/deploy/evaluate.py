@@ -17,9 +17,9 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmseg.registry import MODELS
 
-from ..apis.checks import check_datasets
-from ..apis.config import is_tta_model
-from ..apis.errors import ConfigError
+from ..errors import ConfigError
+from ..runner.checks import check_datasets
+from ..runner.config import is_tta_model
 from .runtime import OnnxSegmentor
 
 __all__ = ['evaluate_onnx']

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..apis.errors import ConfigError
-from ..checkpoint import atomic_output, check_output_path
+from ..errors import ConfigError
+from ..io import atomic_output, check_output_path
 from .pooling import exportable_pooling
 
 __all__ = [

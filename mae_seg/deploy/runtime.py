@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ..apis.errors import ConfigError
+from ..errors import ConfigError
 from ..models.segmentors.sliding_windows import sliding_windows
 from .export import INPUT_NAME, OUTPUT_NAME
 

@@ -1,8 +1,9 @@
-from .atomic_checkpoint import AtomicCheckpointHook
+"""Training machinery in mmseg's layout: :mod:`.optimizers` (layer-wise lr decay),
+:mod:`.hooks`, the exactly resumable train loop (:mod:`.resume`) and DDP on the CPU."""
+
 from .cpu_ddp import CPUDistributedDataParallel
-from .finite_loss import NonFiniteLossError, NonFiniteLossHook
-from .layer_decay import MAELayerDecayOptimizerConstructor
-from .resumable_data import PositionSeededDataset, ResumableInfiniteSampler
+from .hooks import AtomicCheckpointHook, NonFiniteLossHook, TestSegVisualizationHook
+from .optimizers import MAELayerDecayOptimizerConstructor
 from .resume import ExactResumeHook, ExactResumeIterBasedTrainLoop
 
 __all__ = [
@@ -11,8 +12,6 @@ __all__ = [
     'ExactResumeHook',
     'ExactResumeIterBasedTrainLoop',
     'MAELayerDecayOptimizerConstructor',
-    'NonFiniteLossError',
     'NonFiniteLossHook',
-    'PositionSeededDataset',
-    'ResumableInfiniteSampler',
+    'TestSegVisualizationHook',
 ]

@@ -23,8 +23,9 @@ from mmengine.runner.loops import BaseLoop
 from mmengine.runner.utils import calc_dynamic_intervals
 from mmseg.registry import HOOKS, LOOPS
 
-from .resumable_data import PositionSeededDataset, ResumableInfiniteSampler
-from .rng_state import capture_rng_states, forked_rng, restore_rng_states
+from ..compat import allow_mmengine_checkpoints
+from ..datasets.rng_state import capture_rng_states, forked_rng, restore_rng_states
+from ..datasets.samplers import PositionSeededDataset, ResumableInfiniteSampler
 
 __all__ = ['ExactResumeHook', 'ExactResumeIterBasedTrainLoop', 'resumable_dataloader_cfg']
 
@@ -132,6 +133,9 @@ class ExactResumeIterBasedTrainLoop(IterBasedTrainLoop):
         val_interval: int = 1000,
         dynamic_intervals: list[tuple[int, int]] | None = None,
     ) -> None:
+        # The runner resumes after building the loop; torch >= 2.6 refuses mmengine's
+        # checkpoints without the allow-list (mmseg's own tools/train.py sets none).
+        allow_mmengine_checkpoints()
         if isinstance(dataloader, dict):
             dataloader = resumable_dataloader_cfg(dataloader)
         # Not IterBasedTrainLoop.__init__: it starts iterating the dataloader right away.

@@ -13,7 +13,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
-from mae_seg.apis import setup_test_config
+from mae_seg.runner import setup_test_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'mae'

@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS
 
-import mae_seg  # noqa: F401 - resolves mmseg:: bases without pkg_resources
+import mae_seg  # noqa: F401 - registers our classes
 from mae_seg.datasets.dataset_check import shared_setting_problems
 
 ROOT = Path(__file__).resolve().parents[2]

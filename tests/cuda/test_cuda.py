@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmseg.models.backbones.mae import MAE
 
-import mae_seg  # noqa: F401  (answers the config's mmseg:: base look-ups)
+import mae_seg  # noqa: F401  (registers our classes)
 from mae_seg.models import MAEViT
 
 pytestmark = pytest.mark.cuda

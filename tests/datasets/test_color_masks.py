@@ -12,11 +12,11 @@ from mmseg.datasets.transforms import LoadAnnotations
 from PIL import Image
 
 from mae_seg.datasets.color_masks import (
-    ColourMaskError,
     colour_mask_to_index,
     convert_colour_masks,
     read_class_colours,
 )
+from mae_seg.errors import ColourMaskError
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ('background', 'road', 'car')

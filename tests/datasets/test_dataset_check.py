@@ -10,7 +10,6 @@ from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 from PIL import Image
 
-from mae_seg.apis import ConfigError, check_datasets
 from mae_seg.datasets.dataset_check import (
     check_split,
     sampled_split_problems,
@@ -19,6 +18,8 @@ from mae_seg.datasets.dataset_check import (
 )
 from mae_seg.datasets.label_rules import LabelRules
 from mae_seg.datasets.pair_facts import read_pair
+from mae_seg.errors import ConfigError
+from mae_seg.runner import check_datasets
 
 
 @pytest.fixture(autouse=True)

@@ -51,7 +51,7 @@ def test_contract_names_types_and_symbolic_dims(tiny_onnx):
 
 
 def test_static_export_takes_its_size_only(tiny_wrapped, tmp_path):
-    from mae_seg.apis import ConfigError
+    from mae_seg.errors import ConfigError
 
     _, model = tiny_wrapped
     path = tmp_path / 'static.onnx'
@@ -86,7 +86,7 @@ def test_slide_matches_mmseg_slide_inference(tiny_wrapped, tiny_onnx):
 
 
 def test_image_below_two_patches_is_a_clear_error(tiny_onnx):
-    from mae_seg.apis import ConfigError
+    from mae_seg.errors import ConfigError
 
     session = OnnxSegmentor(str(tiny_onnx))
     assert session(np.zeros((1, 3, 32, 40), np.float32)).shape == (1, 5, 32, 40)
@@ -95,8 +95,8 @@ def test_image_below_two_patches_is_a_clear_error(tiny_onnx):
 
 
 def test_padding_preprocessor_is_refused(tiny_wrapped):
-    from mae_seg.apis import ConfigError
     from mae_seg.deploy import SegmentorForExport
+    from mae_seg.errors import ConfigError
 
     segmentor, _ = tiny_wrapped
     segmentor.data_preprocessor.test_cfg = dict(size_divisor=32)
@@ -118,8 +118,8 @@ def test_unseen_sizes_keep_two_patches_a_side(size, expected):
 def test_export_failure_is_one_clean_line(tiny_wrapped, capfd):
     """Below 2 patches torch.export fails: one line without colour codes, and none of
     torch's own log lines on stderr."""
-    from mae_seg.apis import ConfigError
     from mae_seg.deploy.export import _export_program
+    from mae_seg.errors import ConfigError
 
     example = torch.rand(1, 3, 16, 16) * 255
     with pytest.raises(ConfigError, match='the model does not export to ONNX: ') as error:

@@ -145,9 +145,9 @@ def test_bad_opset_is_one_line_and_writes_nothing(tiny_segmentor, tmp_path, caps
 @pytest.mark.slow
 @pytest.mark.parametrize('mode', ['whole', 'slide'])
 def test_deploy_test_scores_what_test_py_scores(tiny_segmentor, tiny_onnx, tmp_path, mode):
-    from mae_seg.apis import load_config, setup_test_config, test
     from mae_seg.deploy import OnnxSegmentor
     from mae_seg.deploy.evaluate import evaluate_onnx
+    from mae_seg.runner import load_config, setup_test_config, test
 
     config, checkpoint, _ = tiny_segmentor
     options = {'model.test_cfg.mode': mode}

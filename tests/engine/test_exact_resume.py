@@ -8,7 +8,7 @@ from mmengine.hooks import Hook
 from mmseg.registry import HOOKS, TRANSFORMS
 from quick_start_kit import ShapesSpec, make_shapes_dataset
 
-from mae_seg.apis import load_config, setup_train_config, train
+from mae_seg.runner import load_config, setup_train_config, train
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'

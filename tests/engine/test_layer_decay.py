@@ -6,7 +6,7 @@ from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
-from mae_seg.engine.layer_decay import layer_id
+from mae_seg.engine.optimizers.layer_decay import layer_id
 
 register_all_modules(init_default_scope=True)
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from mmengine.dataset import InfiniteSampler
 
-import mae_seg.engine.resumable_data as resumable_data
-from mae_seg.engine import PositionSeededDataset, ResumableInfiniteSampler
-from mae_seg.engine.rng_state import capture_rng_states, restore_rng_states
+import mae_seg.datasets.samplers as resumable_data
+from mae_seg.datasets import PositionSeededDataset, ResumableInfiniteSampler
+from mae_seg.datasets.rng_state import capture_rng_states, restore_rng_states
 
 SIZE = 7
 

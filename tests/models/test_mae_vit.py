@@ -9,7 +9,8 @@ import torch
 from mmseg.models.backbones.mae import MAE
 from timm.models.vision_transformer import VisionTransformer
 
-from mae_seg.checkpoint import CheckpointError, official_to_mae_vit
+from mae_seg.convert import official_to_mae_vit
+from mae_seg.errors import CheckpointError
 from mae_seg.models import MAEViT
 from mae_seg.models.layers.sdpa import use_attention_path
 

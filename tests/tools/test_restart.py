@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from quick_start_kit import ShapesSpec, make_shapes_dataset
 
-from mae_seg.checkpoint import load_checkpoint_file
+from mae_seg.io import load_checkpoint_file
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'

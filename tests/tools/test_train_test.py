@@ -13,7 +13,7 @@ import pytest
 import torch
 from quick_start_kit import ShapesSpec, make_shapes_dataset
 
-from mae_seg.apis import accelerator_available
+from mae_seg.runner import accelerator_available
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'

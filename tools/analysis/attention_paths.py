@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarking.measure import time_interleaved  # noqa: E402
 
-from mae_seg.models.layers.rel_pos_index import RelPosIndex  # noqa: E402
-from mae_seg.models.layers.sdpa import ATTENTION_PATHS, AttentionWorkspace  # noqa: E402
+from mae_seg.models.layers.rel_pos_index import RelPosIndex
+from mae_seg.models.layers.sdpa import ATTENTION_PATHS, AttentionWorkspace
 
 HEADS = {'vit-b': 12, 'vit-l': 16}
 HEAD_DIMS = 64
@@ -131,6 +131,9 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     dtypes = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16)
     sync = torch.cuda.synchronize if args.device == 'cuda' else (lambda: None)
     print(

@@ -96,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     options = BenchmarkOptions(
         mode=args.mode,
         arch=args.arch if args.mode == 'backbone' else None,

@@ -46,8 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mae_seg.apis import ConfigError, load_config
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     from mae_seg.datasets.dataset_report import check_dataset
+    from mae_seg.errors import ConfigError
+    from mae_seg.runner import load_config
 
     try:
         cfg = load_config(args.config, args.cfg_options, check=True)

@@ -153,10 +153,14 @@ def _input_shape(cfg, shape: list[int] | None) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
-    from mae_seg.apis import ConfigError, load_config
+    from mae_seg.errors import ConfigError
+    from mae_seg.runner import load_config
 
     try:
         cfg = load_config(args.config, args.cfg_options)

@@ -57,8 +57,8 @@ def build(config: str):
     """The config's segmentor with random weights (no pretrained file), wrapped for export."""
     from mmseg.apis import init_model
 
-    from mae_seg.apis import load_config
     from mae_seg.deploy import SegmentorForExport
+    from mae_seg.runner import load_config
 
     cfg = load_config(config)
     cfg.model.pretrained = None
@@ -155,6 +155,9 @@ def format_table(rows: list[dict], levels: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     import onnxruntime
     import torch
 

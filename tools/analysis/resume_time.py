@@ -60,8 +60,12 @@ def resume_exactly(cfg, iteration: int) -> tuple[float, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     import mae_seg  # noqa: F401 - registers the loop's sampler and data set wrapper
-    from mae_seg.apis import ConfigError, load_config
+    from mae_seg.errors import ConfigError
+    from mae_seg.runner import load_config
 
     try:
         cfg = load_config(args.config, args.cfg_options)

@@ -44,8 +44,8 @@ def build_pair(args: argparse.Namespace):
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
-    from mae_seg.apis import load_config
-    from mae_seg.checkpoint import extract_state_dict, load_checkpoint_file
+    from mae_seg.io import extract_state_dict, load_checkpoint_file
+    from mae_seg.runner import load_config
 
     cfg = load_config(args.config)
     init_default_scope('mmseg')
@@ -89,6 +89,9 @@ def make_views(args: argparse.Namespace, preprocessor, crop: tuple[int, int]) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

@@ -42,11 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mae_seg.datasets.color_masks import (
-        ColourMaskError,
-        convert_colour_masks,
-        read_class_colours,
-    )
+    from mae_seg.datasets.color_masks import convert_colour_masks, read_class_colours
+    from mae_seg.errors import ColourMaskError
 
     try:
         classes = read_class_colours(args.colours)

@@ -48,9 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mae_seg.apis import ConfigError, load_config
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     from mae_seg.deploy import OnnxSegmentor
     from mae_seg.deploy.evaluate import evaluate_onnx
+    from mae_seg.errors import ConfigError
+    from mae_seg.runner import load_config
 
     try:
         cfg = load_config(args.config, args.cfg_options)

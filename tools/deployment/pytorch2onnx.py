@@ -65,9 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mae_seg.apis import ConfigError
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     from mae_seg.apis.inference import build_segmentor
-    from mae_seg.checkpoint import CheckpointError
     from mae_seg.deploy import (
         DEFAULT_OPSET,
         SegmentorForExport,
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         unseen_sizes,
         verify_onnx,
     )
+    from mae_seg.errors import CheckpointError, ConfigError
 
     try:
         segmentor = build_segmentor(

@@ -28,19 +28,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from mae_seg.checkpoint import (
+from mae_seg.convert import (
     LAYOUTS,
-    CheckpointError,
     Conversion,
-    check_output_path,
     convert_checkpoint,
     describe_layout,
     resolve_num_heads,
     save_conversion,
-    summarize_keys,
-    summarize_modules,
 )
-from mae_seg.checkpoint.verify import VERIFY_TOLERANCE, describe_verification, verify
+from mae_seg.convert.verify import VERIFY_TOLERANCE, describe_verification, verify
+from mae_seg.errors import CheckpointError
+from mae_seg.io import check_output_path, summarize_keys, summarize_modules
 
 PROG = 'mae2mmseg'
 
@@ -133,6 +131,9 @@ def _config_hint(conversion: Conversion, num_heads: int, dst: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from mae_seg.compat import setup_openmmlab
+
+    setup_openmmlab()  # before mmengine reads a config or a checkpoint
     try:
         check_output_path(args.dst, overwrite=args.force)
         conversion = convert_checkpoint(args.src, args.layout, cache_dir=args.cache_dir)

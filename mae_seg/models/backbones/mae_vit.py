@@ -19,8 +19,8 @@ from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ...checkpoint import extract_state_dict, load_checkpoint_file, summarize_keys
-from ...checkpoint.fit import check_state_dict_fits
+from ...io import extract_state_dict, load_checkpoint_file, summarize_keys
+from ...io.fit import check_state_dict_fits
 from ..layers.attention import RelPosAttention
 from ..layers.cache import GridCache, persistent_tensors
 from ..layers.positions import (
@@ -235,7 +235,7 @@ class MAEViT(BaseModule):
             windows"). Loading weights of another grid always stretches.
     """
 
-    # What a checkpoint may hold differently, for the one rule of mae_seg.checkpoint.fit:
+    # What a checkpoint may hold differently, for the one rule of mae_seg.io.fit:
     # position tensors of another grid are fitted on load, mmseg's index buffer is derived,
     # and MAE pretraining has no layer scales or relative position tables (BEiT's
     # fine-tuning recipe starts them at init_values and zero).

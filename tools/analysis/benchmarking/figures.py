@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mae_seg.checkpoint import atomic_output
+from mae_seg.io import atomic_output
 
 __all__ = ['save_png']
 

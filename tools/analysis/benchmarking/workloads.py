@@ -24,7 +24,8 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import nn
 
-from mae_seg.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
+from mae_seg.errors import CheckpointError
+from mae_seg.io import extract_state_dict, load_checkpoint_file
 from mae_seg.models import MAEViT
 
 from .cases import BenchmarkError

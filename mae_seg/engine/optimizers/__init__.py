@@ -1,0 +1,3 @@
+from .layer_decay import MAELayerDecayOptimizerConstructor
+
+__all__ = ['MAELayerDecayOptimizerConstructor']
