@@ -13,8 +13,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from mae_seg.errors import CurvesError
 from mae_seg.visualization import (
-    CurvesError,
     join_runs,
     load_curves,
     plot_curves,
