@@ -11,6 +11,7 @@ __all__ = [
     'ColourMaskError',
     'ConfigError',
     'ConversionError',
+    'CurvesError',
     'NonFiniteLossError',
 ]
 
@@ -41,3 +42,7 @@ class ColourMaskError(ValueError):
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped because its loss was NaN or infinite; the message says where."""
+
+
+class CurvesError(ValueError):
+    """A work directory or scalar log whose curves cannot be plotted."""

@@ -18,4 +18,4 @@ model = dict(
     decode_head=dict(in_channels=[1024, 1024, 1024, 1024], channels=1024),
     auxiliary_head=dict(in_channels=1024),
 )
-optim_wrapper = dict(paramwise_cfg=dict(num_layers=24, layer_decay_rate=0.75))
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.75))

@@ -25,7 +25,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='MAELayerDecayOptimizerConstructor',
-    paramwise_cfg=dict(num_layers=4, layer_decay_rate=0.65),
+    paramwise_cfg=dict(layer_decay_rate=0.65),
 )
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=40),

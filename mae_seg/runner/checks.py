@@ -46,7 +46,7 @@ from ..datasets.dataset_check import problems_line, sampled_split_check
 from ..engine.resume import ExactResumeIterBasedTrainLoop, resumable_dataloader_cfg
 from ..errors import CheckpointError, ConfigError
 from ..models.segmentors import BatchedSlideEncoderDecoder
-from .config_values import config_value_problems
+from .config_values import config_value_problems, layer_decay_problems
 from .device import AMP_ONLY_KEYS, accelerator_available
 from .weights import build_meta_model, check_weights_fit, meta_build
 
@@ -397,7 +397,8 @@ def _dataloader_number_problems(loader: dict, where: str) -> Iterator[str]:
 
 
 def config_problems(cfg: Config) -> list[str]:
-    """Unknown types and arguments anywhere a training or test run builds from."""
+    """Unknown types and arguments anywhere a training or test run builds from, and a
+    layer-decay depth that disagrees with the backbone's."""
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     problems = list(_walk_model(cfg.get('model'), 'model'))
     problems += _test_cfg_problems(cfg.get('model'))
@@ -413,6 +414,7 @@ def config_problems(cfg: Config) -> list[str]:
     wrapper = cfg.get('optim_wrapper') or {}
     problems += _walk_typed(wrapper, 'optim_wrapper', OPTIM_WRAPPERS)
     problems += _walk_typed(wrapper.get('optimizer'), 'optim_wrapper.optimizer', OPTIMIZERS)
+    problems += layer_decay_problems(cfg)
     problems += _walk_typed(cfg.get('param_scheduler'), 'param_scheduler', PARAM_SCHEDULERS)
     for name, hook in (cfg.get('default_hooks') or {}).items():
         problems += _walk_typed(hook, f'default_hooks.{name}', HOOKS)

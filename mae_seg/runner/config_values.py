@@ -11,20 +11,23 @@ equal size``); here each is one line naming the keys and the fix, before the run
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 
 from mmengine.config import Config
-from mmseg.registry import DATASETS
+from mmseg.registry import DATASETS, MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..engine.optimizers.layer_decay import num_layers_problem
 from .device import accelerator_available
 
 __all__ = [
     'batch_norm_problems',
     'config_value_problems',
     'feature_map_problems',
+    'layer_decay_problems',
     'num_classes_problems',
     'preprocessor_problems',
     'world_size',
@@ -251,3 +254,59 @@ def config_value_problems(cfg: Config, model: nn.Module) -> list[str]:
         + feature_map_problems(cfg, model)
         + batch_norm_problems(cfg, model)
     )
+
+
+# mmseg's layer-decay constructors, which take the depth from paramwise_cfg.num_layers only.
+MMSEG_LAYER_DECAY = {'LayerDecayOptimizerConstructor', 'LearningRateDecayOptimizerConstructor'}
+
+
+def _configured_depth(backbone_cfg) -> int | None:
+    """``num_layers`` a backbone config builds with: given, else its class's default."""
+    if not isinstance(backbone_cfg, dict):
+        return None
+    if 'num_layers' in backbone_cfg:
+        depth = backbone_cfg['num_layers']
+    else:
+        backbone_type = backbone_cfg.get('type')
+        if isinstance(backbone_type, str):
+            backbone_type = MODELS.get(backbone_type)
+        try:
+            argument = inspect.signature(backbone_type).parameters.get('num_layers')
+        except (TypeError, ValueError):
+            return None
+        if argument is None or argument.default is inspect.Parameter.empty:
+            return None
+        depth = argument.default
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) else None
+
+
+def layer_decay_problems(cfg: Config) -> list[str]:
+    """``optim_wrapper.paramwise_cfg.num_layers`` agrees with the backbone's depth.
+
+    Read from the config alone (``model.backbone.num_layers``, else the backbone class's
+    default), so that every tool finds it before building. ``MAELayerDecayOptimizerConstructor``
+    reads the depth from the model and takes a given ``num_layers`` only when equal
+    (:func:`~mae_seg.engine.optimizers.layer_decay.num_layers_problem`); mmseg's
+    constructors need it, and decay a wrong one silently.
+    """
+    wrapper = cfg.get('optim_wrapper') or {}
+    constructor = wrapper.get('constructor')
+    if not isinstance(constructor, str):
+        return []
+    constructor = constructor.split('.')[-1]  # a scope prefix, 'mmseg.' or 'mae_seg.'
+    depth = _configured_depth((cfg.get('model') or {}).get('backbone'))
+    if depth is None:
+        return []
+    given = (wrapper.get('paramwise_cfg') or {}).get('num_layers')
+    if constructor == 'MAELayerDecayOptimizerConstructor':
+        problem = num_layers_problem(given, depth)
+        return [problem] if problem else []
+    if constructor not in MMSEG_LAYER_DECAY or given == depth:
+        return []
+    said = ' is missing' if given is None else f'={given}'
+    return [
+        f'optim_wrapper.paramwise_cfg.num_layers{said} and the backbone has {depth} '
+        f"transformer blocks (model.backbone.num_layers={depth}): mmseg's {constructor} "
+        f'needs their count; set paramwise_cfg.num_layers={depth}, or use '
+        "constructor='MAELayerDecayOptimizerConstructor', which reads it from the model"
+    ]

@@ -9,11 +9,13 @@ import pytest
 import torch
 from mmcv.transforms import Compose
 from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
 from mae_seg.runner import setup_test_config
+from mae_seg.runner.weights import build_meta_model, meta_build
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / 'configs' / 'mae'
@@ -55,7 +57,8 @@ def test_base_trains_in_real_mixed_precision(base):
     assert wrapper.type == 'AmpOptimWrapper' and wrapper.loss_scale == 'dynamic'
     assert wrapper.optimizer == dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05)
     assert wrapper.constructor == 'MAELayerDecayOptimizerConstructor'
-    assert wrapper.paramwise_cfg == dict(num_layers=12, layer_decay_rate=0.65)
+    # The depth is read from the model (model.backbone.num_layers, 12): said once.
+    assert wrapper.paramwise_cfg == dict(layer_decay_rate=0.65)
     assert 'fp16' not in base  # the 0.x key mmengine ignores
     warmup, poly = base.param_scheduler
     assert (warmup.type, warmup.start_factor) == ('LinearLR', 1e-6)
@@ -76,8 +79,35 @@ def test_large_follows_the_vit_large_recipe():
     assert large.model.decode_head.in_channels == [1024] * 4
     assert large.model.auxiliary_head.in_channels == 1024
     assert large.optim_wrapper.type == 'AmpOptimWrapper'
-    assert large.optim_wrapper.paramwise_cfg == dict(num_layers=24, layer_decay_rate=0.75)
+    assert large.optim_wrapper.paramwise_cfg == dict(layer_decay_rate=0.75)
     assert 'FINETUNE.md' in LARGE.read_text()  # the recipe's source is named
+
+
+@pytest.mark.parametrize(('config', 'depth'), [(BASE, 12), (LARGE, 24)], ids=['base', 'large'])
+def test_lr_groups_are_those_of_the_depth_said_twice(config, depth):
+    """Without paramwise_cfg.num_layers, the same groups as with it (models on meta)."""
+    cfg = Config.fromfile(str(config))
+    model = build_meta_model(cfg)
+    wrapper_cfg = dict(cfg.optim_wrapper, type='OptimWrapper')  # AMP needs a GPU to build
+    wrapper_cfg.pop('loss_scale')
+    said_twice = dict(
+        wrapper_cfg, paramwise_cfg=dict(wrapper_cfg['paramwise_cfg'], num_layers=depth)
+    )
+    groups = []
+    for optim_cfg in (wrapper_cfg, said_twice):
+        with meta_build():
+            optimizer = build_optim_wrapper(model, optim_cfg).optimizer
+        groups.append(
+            [
+                {**group, 'params': [id(p) for p in group['params']]}
+                for group in optimizer.param_groups
+            ]
+        )
+    assert groups[0] == groups[1]
+    assert len(groups[0]) == 2 * (depth + 2)
+    assert groups[0][0]['lr_scale'] == pytest.approx(
+        wrapper_cfg['paramwise_cfg']['layer_decay_rate'] ** (depth + 1)
+    )
 
 
 def _ade_like_sample(tmp_path, height=512, width=683):

@@ -37,7 +37,7 @@ def test_is_the_base_recipe_shrunk(cfg):
     assert cfg.model.decode_head.num_classes == len(cfg.metainfo.classes) == 5
     assert cfg.model.test_cfg.mode == 'slide'
     assert cfg.optim_wrapper.type == 'OptimWrapper'  # fp32 on the CPU
-    assert cfg.optim_wrapper.paramwise_cfg.num_layers == 4
+    assert cfg.optim_wrapper.paramwise_cfg == dict(layer_decay_rate=0.65)  # depth from the model
     assert cfg.param_scheduler[-1].end == cfg.train_cfg.max_iters
     assert cfg.tta_pipeline[1].transforms[0][0].type == 'MinSizeResize'
 

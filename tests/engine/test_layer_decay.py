@@ -2,11 +2,15 @@
 
 import pytest
 import torch
+import torch.distributed as dist
+from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
+from torch import nn
 
-from mae_seg.engine.optimizers.layer_decay import layer_id
+from mae_seg.engine import CPUDistributedDataParallel
+from mae_seg.engine.optimizers.layer_decay import backbone_depth, layer_id
 
 register_all_modules(init_default_scope=True)
 
@@ -14,7 +18,7 @@ NUM_LAYERS = 4
 BASE_LR, BASE_WD, RATE = 1e-4, 0.05, 0.65
 
 
-def tiny_segmentor(backbone_type='MAEViT'):
+def tiny_segmentor(backbone_type='MAEViT', num_layers=NUM_LAYERS):
     norm_cfg = dict(type='BN', requires_grad=True)
     cfg = dict(
         type='EncoderDecoder',
@@ -23,7 +27,7 @@ def tiny_segmentor(backbone_type='MAEViT'):
             img_size=64,
             patch_size=16,
             embed_dims=64,
-            num_layers=NUM_LAYERS,
+            num_layers=num_layers,
             num_heads=2,
             out_indices=[0, 1, 2, 3],
             final_norm=True,
@@ -52,15 +56,18 @@ def tiny_segmentor(backbone_type='MAEViT'):
 
 
 def optim_cfg(constructor, **paramwise):
+    """Ours reads the depth from the model; mmseg's needs ``num_layers``."""
+    if constructor == 'LayerDecayOptimizerConstructor':
+        paramwise.setdefault('num_layers', NUM_LAYERS)
     return dict(
         type='OptimWrapper',
         optimizer=dict(type='AdamW', lr=BASE_LR, betas=(0.9, 0.999), weight_decay=BASE_WD),
         constructor=constructor,
-        paramwise_cfg=dict(num_layers=NUM_LAYERS, layer_decay_rate=RATE, **paramwise),
+        paramwise_cfg=dict(layer_decay_rate=RATE, **paramwise),
     )
 
 
-def official_rule(name, param):
+def official_rule(name, param, num_layers=NUM_LAYERS):
     """facebookresearch/mae util/lr_decay.py, with mmseg's 'backbone.' prefix."""
     if name in ('backbone.cls_token', 'backbone.pos_embed', 'backbone.mask_token'):
         depth = 0
@@ -69,13 +76,13 @@ def official_rule(name, param):
     elif name.startswith('backbone.layers.'):
         depth = int(name.split('.')[2]) + 1
     else:
-        depth = NUM_LAYERS + 1
+        depth = num_layers + 1
     no_decay = param.ndim == 1 or name.split('.')[-1] in (
         'pos_embed',
         'cls_token',
         'relative_position_bias_table',
     )
-    return BASE_LR * RATE ** (NUM_LAYERS + 1 - depth), 0.0 if no_decay else BASE_WD
+    return BASE_LR * RATE ** (num_layers + 1 - depth), 0.0 if no_decay else BASE_WD
 
 
 def settings_by_name(model, optim_wrapper):
@@ -139,7 +146,7 @@ def test_mmseg_key_names_and_bad_keys():
     settings = settings_by_name(model, build_optim_wrapper(model, cfg))
     assert settings['backbone.patch_embed.projection.weight'][0] == pytest.approx(BASE_LR * RATE**5)
     for key, value in [('custom_keys', {'head': dict(lr_mult=10)}), ('norm_decay_mult', 0.0)]:
-        cfg['paramwise_cfg'] = dict(num_layers=NUM_LAYERS, layer_decay_rate=RATE, **{key: value})
+        cfg['paramwise_cfg'] = dict(layer_decay_rate=RATE, **{key: value})
         with pytest.raises(ValueError, match=f'paramwise_cfg.{key} is not applied'):
             build_optim_wrapper(model, cfg)
     cfg['paramwise_cfg'] = dict(
@@ -147,11 +154,11 @@ def test_mmseg_key_names_and_bad_keys():
     )
     with pytest.raises(ValueError, match="decay_type 'stage_wise' is not supported"):
         build_optim_wrapper(model, cfg)
-    cfg['paramwise_cfg'] = dict(num_layers=NUM_LAYERS, layer_decay_rate=RATE, decay_rat=RATE)
+    cfg['paramwise_cfg'] = dict(layer_decay_rate=RATE, decay_rat=RATE)
     with pytest.raises(ValueError, match=r"unknown paramwise_cfg keys \['decay_rat'\]"):
         build_optim_wrapper(model, cfg)
-    cfg['paramwise_cfg'] = dict(layer_decay_rate=RATE)
-    with pytest.raises(ValueError, match='num_layers'):
+    cfg['paramwise_cfg'] = dict(num_layers=NUM_LAYERS)
+    with pytest.raises(ValueError, match='needs paramwise_cfg.layer_decay_rate'):
         build_optim_wrapper(model, cfg)
 
 
@@ -201,3 +208,175 @@ def test_works_for_any_backbone_with_layers():
     wrapper = build_optim_wrapper(model, optim_cfg('MAELayerDecayOptimizerConstructor'))
     assert len(wrapper.optimizer.param_groups) == 2 * (NUM_LAYERS + 2)
     assert torch.is_tensor(wrapper.optimizer.param_groups[0]['params'][0])
+
+
+# -- the depth, read from the model ---------------------------------------------------------
+
+OURS = 'MAELayerDecayOptimizerConstructor'
+
+
+def groups_of(optim_wrapper):
+    """Every param group as a dict, its parameters by identity: comparable across builds."""
+    return [
+        {**group, 'params': [id(param) for param in group['params']]}
+        for group in optim_wrapper.optimizer.param_groups
+    ]
+
+
+@pytest.mark.parametrize('backbone_type', ['MAEViT', 'MAE', 'BEiT'])
+def test_depth_is_read_from_the_segmentor(backbone_type, mm_log):
+    model = tiny_segmentor(backbone_type, num_layers=6)
+    assert backbone_depth(model) == 6
+    settings = settings_by_name(model, build_optim_wrapper(model, optim_cfg(OURS)))
+    assert set(settings) == {name for name, _ in model.named_parameters()}
+    for name, param in model.named_parameters():
+        lr, wd = official_rule(name, param, num_layers=6)
+        assert settings[name] == (pytest.approx(lr), wd), name
+    assert settings['backbone.layers.0.attn.qkv.weight'][0] == pytest.approx(BASE_LR * RATE**6)
+    assert any(message.startswith('Layer-wise lr decay: rate 0.65, 6 layers') for message in mm_log)
+
+
+def test_depth_is_read_from_a_bare_backbone():
+    backbone = tiny_segmentor(num_layers=6).backbone
+    assert backbone_depth(backbone) == 6
+    settings = settings_by_name(backbone, build_optim_wrapper(backbone, optim_cfg(OURS)))
+    # Named as in a segmentor: the same rule as for 'backbone.<name>'.
+    for name, param in backbone.named_parameters():
+        lr, wd = official_rule(f'backbone.{name}', param, num_layers=6)
+        assert settings[name] == (pytest.approx(lr), wd), name
+    assert settings['patch_embed.projection.weight'][0] == pytest.approx(BASE_LR * RATE**7)
+    assert settings['ln1.weight'][0] == pytest.approx(BASE_LR)
+
+
+@pytest.fixture
+def process_group(tmp_path):
+    """A gloo process group of one, as a CPU run launched with torchrun has."""
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1
+    )
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    'wrapper', [nn.parallel.DistributedDataParallel, CPUDistributedDataParallel]
+)
+def test_depth_is_read_through_ddp(process_group, wrapper):
+    # Feature2Pyramid's SyncBN has no CPU kernel: BN, as CPUDistributedDataParallel makes it.
+    model = revert_sync_batchnorm(tiny_segmentor(num_layers=6))
+    wrapped = wrapper(model)
+    assert wrapped.module is model
+    assert backbone_depth(wrapped) == 6
+    through = groups_of(build_optim_wrapper(wrapped, optim_cfg(OURS)))
+    assert through == groups_of(build_optim_wrapper(model, optim_cfg(OURS)))
+    assert len(through) == 2 * (6 + 2) and through[0]['lr_scale'] == pytest.approx(RATE**7)
+
+
+def test_num_layers_given_and_equal_changes_nothing():
+    model = tiny_segmentor()
+    without = groups_of(build_optim_wrapper(model, optim_cfg(OURS)))
+    given = groups_of(build_optim_wrapper(model, optim_cfg(OURS, num_layers=NUM_LAYERS)))
+    assert given == without
+    assert [group['lr_scale'] for group in given[::2]] == pytest.approx(
+        [RATE ** (NUM_LAYERS + 1 - layer) for layer in range(NUM_LAYERS + 2)]
+    )
+
+
+def test_num_layers_given_and_different_is_an_error():
+    model = tiny_segmentor()
+    with pytest.raises(ValueError) as error:
+        build_optim_wrapper(model, optim_cfg(OURS, num_layers=12))
+    assert str(error.value) == (
+        'MAELayerDecayOptimizerConstructor: optim_wrapper.paramwise_cfg.num_layers=12 but the '
+        'backbone has 4 transformer blocks (model.backbone.num_layers=4): '
+        'MAELayerDecayOptimizerConstructor reads the depth from the model; delete '
+        'paramwise_cfg.num_layers, or make it equal model.backbone.num_layers'
+    )
+
+
+class ConvSegmentor(nn.Module):
+    """A segmentor whose backbone has no transformer blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+        self.decode_head = nn.Conv2d(8, 2, 1)
+
+
+@pytest.mark.parametrize('given', [{}, {'num_layers': 4}], ids=['not-given', 'given'])
+def test_a_model_without_blocks_is_an_error(given):
+    model = ConvSegmentor()
+    assert backbone_depth(model) is None
+    # The count given cannot stand in: the rule places blocks by their names.
+    with pytest.raises(ValueError) as error:
+        build_optim_wrapper(model, optim_cfg(OURS, **given))
+    assert str(error.value) == (
+        'MAELayerDecayOptimizerConstructor: found no transformer blocks to decay in '
+        'ConvSegmentor: it looks for a non-empty ModuleList model.backbone.layers (or layers '
+        'of a bare backbone), and Sequential has none; layer-wise lr decay serves ViT '
+        "backbones such as MAEViT and mmseg's MAE and BEiT"
+    )
+
+
+# -- mmseg's own constructor tests (tests/test_engine/test_layer_decay_optimizer_constructor.py)
+# The same toy models and expectations, for ours as a drop-in: a DataParallel-like wrapper
+# with ``.module``, three Conv2d blocks, one-element cls_token and patch_embed, decay rate 2,
+# base lr 1. mmseg's constructor, given num_layers, is the oracle; ours needs no num_layers.
+
+MMSEG_EXPECTED = [(0.0, 16)] + [(wd, scale) for scale in (8, 4, 2, 1) for wd in (0.05, 0.0)]
+
+
+class ToyBEiT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.ones(1))
+        self.patch_embed = nn.Parameter(torch.ones(1))
+        self.layers = nn.ModuleList(nn.Conv2d(3, 3, 1) for _ in range(3))
+
+
+class ToyMAE(ToyBEiT):
+    pass
+
+
+class ToySegmentor(nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = nn.Conv2d(2, 2, kernel_size=1, groups=2)
+
+
+class PseudoDataParallel(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.module = model
+
+
+def toy_groups(model, constructor, paramwise_cfg):
+    cfg = dict(
+        type='OptimWrapper',
+        constructor=constructor,
+        paramwise_cfg=dict(paramwise_cfg),  # mmseg's pops layer_decay_rate from it
+        optimizer=dict(type='AdamW', lr=1, betas=(0.9, 0.999), weight_decay=0.05),
+    )
+    optimizer = build_optim_wrapper(model, cfg).optimizer
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults['lr'] == 1 and optimizer.defaults['weight_decay'] == 0.05
+    for group in optimizer.param_groups:
+        assert group['lr'] == group['lr_scale']
+    return [(group['weight_decay'], group['lr_scale']) for group in optimizer.param_groups]
+
+
+@pytest.mark.parametrize('toy', [ToyBEiT, ToyMAE])
+@pytest.mark.parametrize(
+    ('mmseg_constructor', 'paramwise_cfg'),
+    [
+        ('LayerDecayOptimizerConstructor', dict(layer_decay_rate=2)),
+        ('LearningRateDecayOptimizerConstructor', dict(decay_rate=2, decay_type='layer_wise')),
+    ],
+)
+def test_mmseg_constructor_cases(toy, mmseg_constructor, paramwise_cfg):
+    model = PseudoDataParallel(ToySegmentor(toy()))
+    theirs = toy_groups(model, mmseg_constructor, {**paramwise_cfg, 'num_layers': 3})
+    assert theirs == MMSEG_EXPECTED
+    assert toy_groups(model, OURS, {**paramwise_cfg, 'num_layers': 3}) == theirs
+    assert toy_groups(model, OURS, paramwise_cfg) == theirs

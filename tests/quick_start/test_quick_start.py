@@ -1,6 +1,5 @@
 """The quick start's data set, stand-in MAE checkpoint and report."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from quick_start_kit import (
     official_mae_state_dict,
     save_official_mae_checkpoint,
 )
-from quick_start_kit.curves import plot_training_curves, read_scalars
 
 from mae_seg.models import MAEViT
 
@@ -119,19 +117,6 @@ def test_chance_miou_of_two_equal_classes_is_a_third(tmp_path):
     labels = np.array([[1, 1, 2, 2, 0]], np.uint8)  # 0 is ignored
     cv2.imwrite(str(tmp_path / 'a.png'), labels)
     assert chance_miou(tmp_path, num_classes=2) == pytest.approx(100 / 3)
-
-
-def test_curves_from_mmengine_scalars(tmp_path):
-    scalars = tmp_path / 'scalars.json'
-    lines = [dict(loss=2.0 - i / 10, lr=0.1, iter=i, step=i) for i in range(1, 6)]
-    lines += [dict(mIoU=40.0, aAcc=80.0, step=5)]
-    scalars.write_text('\n'.join(json.dumps(line) for line in lines) + '\n')
-    series = read_scalars(scalars)
-    assert series['loss'][0] == (1, 1.9) and series['mIoU'] == [(5, 40.0)]
-    out = plot_training_curves(scalars, tmp_path / 'curves.png')
-    assert cv2.imread(str(out)).shape[2] == 3
-    with pytest.raises(ValueError, match="no 'total' values"):
-        plot_training_curves(scalars, tmp_path / 'x.png', loss_key='total')
 
 
 def test_colour_masks_convert_back_to_the_annotations(tmp_path):

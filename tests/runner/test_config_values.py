@@ -1,9 +1,10 @@
 """Config values that training would reject or silently get wrong, found before the run."""
 
 import pytest
+from mmengine.config import Config
 
 from mae_seg.runner import config_values
-from mae_seg.runner.config_values import config_value_problems
+from mae_seg.runner.config_values import config_value_problems, layer_decay_problems
 from mae_seg.runner.weights import build_meta_model
 
 
@@ -102,3 +103,61 @@ def test_preprocessor_that_cannot_stack_the_crops(problems, options, expected):
 )  # fmt: skip
 def test_neck_and_heads_read_the_maps_the_backbone_gives(problems, options, expected):
     assert problems(**options)[0].startswith(expected)
+
+
+def layer_decay_config(constructor='MAELayerDecayOptimizerConstructor', backbone=None, **paramwise):
+    backbone = dict(type='MAEViT', num_layers=4) if backbone is None else backbone
+    return Config(
+        dict(
+            model=dict(type='EncoderDecoder', backbone=backbone),
+            optim_wrapper=dict(
+                constructor=constructor, paramwise_cfg=dict(layer_decay_rate=0.65, **paramwise)
+            ),
+        )
+    )
+
+
+def test_layer_decay_depth_is_said_once_or_alike():
+    assert layer_decay_problems(layer_decay_config()) == []
+    assert layer_decay_problems(layer_decay_config(num_layers=4)) == []
+    (line,) = layer_decay_problems(layer_decay_config(num_layers=24))
+    assert line.startswith(
+        'optim_wrapper.paramwise_cfg.num_layers=24 but the backbone has 4 transformer blocks '
+        '(model.backbone.num_layers=4): '
+    )
+    assert line.endswith(
+        'delete paramwise_cfg.num_layers, or make it equal model.backbone.num_layers'
+    )
+    # The backbone's default depth (12) where its config leaves num_layers out; a scoped name.
+    default = dict(type='mmseg.MAE')
+    assert layer_decay_problems(layer_decay_config(backbone=default, num_layers=12)) == []
+    (line,) = layer_decay_problems(layer_decay_config(backbone=default, num_layers=4))
+    assert 'num_layers=4 but the backbone has 12 transformer blocks' in line
+
+
+def test_mmseg_layer_decay_needs_the_depth_and_the_right_one():
+    for constructor in (
+        'LayerDecayOptimizerConstructor',
+        'mmseg.LearningRateDecayOptimizerConstructor',
+    ):
+        assert layer_decay_problems(layer_decay_config(constructor, num_layers=4)) == []
+        (missing,) = layer_decay_problems(layer_decay_config(constructor))
+        (wrong,) = layer_decay_problems(layer_decay_config(constructor, num_layers=12))
+        name = constructor.split('.')[-1]
+        assert missing == (
+            'optim_wrapper.paramwise_cfg.num_layers is missing and the backbone has 4 '
+            f"transformer blocks (model.backbone.num_layers=4): mmseg's {name} needs their "
+            'count; set paramwise_cfg.num_layers=4, or use '
+            "constructor='MAELayerDecayOptimizerConstructor', which reads it from the model"
+        )
+        assert wrong.startswith('optim_wrapper.paramwise_cfg.num_layers=12 and the backbone has 4 ')
+
+
+def test_layer_decay_depth_is_not_judged_without_a_known_depth():
+    # A backbone without a num_layers argument (ConvNeXt's stages), another constructor.
+    resnet = dict(type='ResNetV1c', depth=50)
+    assert layer_decay_problems(layer_decay_config('LayerDecayOptimizerConstructor', resnet)) == []
+    assert (
+        layer_decay_problems(layer_decay_config('DefaultOptimWrapperConstructor', num_layers=9))
+        == []
+    )

@@ -199,3 +199,26 @@ def test_dataset_of_a_loader_with_problems_is_not_built(check, data_options):
         'train.py: error: val_dataloader.dataset.seg_map_sufix: ADE20KDataset takes no argument '
         "'seg_map_sufix' (did you mean 'seg_map_suffix'?)"
     ]
+
+
+def test_layer_decay_depth_given_twice_and_different_is_one_line(capsys, tmp_path, data_options):
+    status, _, err = check(
+        capsys, tmp_path, [*data_options, 'optim_wrapper.paramwise_cfg.num_layers=12']
+    )
+    assert status == 2
+    assert err == [
+        'train.py: error: optim_wrapper.paramwise_cfg.num_layers=12 but the backbone has 4 '
+        'transformer blocks (model.backbone.num_layers=4): MAELayerDecayOptimizerConstructor '
+        'reads the depth from the model; delete paramwise_cfg.num_layers, or make it equal '
+        'model.backbone.num_layers'
+    ]
+
+
+def test_every_tool_finds_the_layer_decay_depth_from_the_config_alone():
+    """load_config(check=True), which every tool calls, builds nothing."""
+    given = {'optim_wrapper.paramwise_cfg.num_layers': 4}
+    assert load_config(str(QUICK), given, check=True).optim_wrapper.paramwise_cfg.num_layers == 4
+    # The backbone's depth changed alone: the constructor follows it.
+    load_config(str(QUICK), {'model.backbone.num_layers': 2}, check=True)
+    with pytest.raises(ConfigError, match=r'^optim_wrapper.paramwise_cfg.num_layers=4 but the '):
+        load_config(str(QUICK), {**given, 'model.backbone.num_layers': 2}, check=True)

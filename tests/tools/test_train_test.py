@@ -13,6 +13,7 @@ import torch
 from quick_start_kit import ShapesSpec, make_shapes_dataset
 
 from mae_seg.runner import accelerator_available
+from mae_seg.visualization import load_curves
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / 'configs/quick_start/mae-tiny_upernet_2xb4-400_shapes-128x128.py'
@@ -242,6 +243,11 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(run_config, t
     max_diff = max((expected[k].float() - actual[k].float()).abs().max().item() for k in expected)
     print(f'max abs weight difference after resuming: {max_diff:.3g}')
     assert max_diff <= 1e-6
+    # plot_curves.py joins the two runs' logs: iterations 1-3, then 4-6 from the resumed run.
+    curves = load_curves(interrupted)
+    assert len(curves.sources) == 2
+    assert [step for step, _ in curves.train['loss']] == [1, 2, 3, 4, 5, 6]
+    assert curves.loss_names == ['loss', 'aux.loss_ce', 'decode.loss_ce']
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 Examples:
     python tools/analysis/benchmark.py                       # ViT-B/16 backbone, 512x512, CPU
     python tools/analysis/benchmark.py --cases 'infer-*' --rounds 5 --json bench.json
+    python tools/analysis/benchmark.py --json bench.json --ratio-plot ratios.png
     python tools/analysis/benchmark.py --mode segmentor      # UPerNet + whole vs slide
     python tools/analysis/benchmark.py --device cuda --arch vit-l
     python tools/analysis/benchmark.py --mode segmentor --cases whole-vs-slide \
@@ -84,6 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='image sizes of --cases whole-image-scaling (512 1024 1024x2048)',
     )
     parser.add_argument('--plot', metavar='PNG', help='plot of --cases whole-image-scaling')
+    parser.add_argument(
+        '--ratio-plot',
+        metavar='PNG',
+        help="bar chart of the cases' speed-ups and memory ratios over mmseg's MAE",
+    )
     parser.add_argument('--json', metavar='PATH', help="write the results as JSON ('-': stdout)")
     return parser.parse_args(argv)
 
@@ -112,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         compile=args.compile,
         scaling_sizes=tuple(args.scaling_sizes),
         plot=args.plot,
+        ratio_plot=args.ratio_plot,
     )
     try:
         result = run_benchmark(options, log=lambda line: print(line, file=sys.stderr, flush=True))

@@ -1,7 +1,6 @@
 """The quick start's pieces, beside ``tools/quick_start.py``: a shapes data set (ADE20K or
 own-data folder layout), a tiny MAE checkpoint, the report and its training curves."""
 
-from .curves import plot_training_curves, read_scalars
 from .folder_dataset import (
     FOLDER_CLASSES,
     FOLDER_PALETTE,
@@ -26,8 +25,6 @@ __all__ = [
     'make_shapes_dataset',
     'official_mae_state_dict',
     'plant_faults',
-    'plot_training_curves',
-    'read_scalars',
     'save_official_mae_checkpoint',
     'write_colour_masks',
     'write_report',

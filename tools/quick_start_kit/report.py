@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .curves import plot_training_curves
+from mae_seg.visualization import load_curves, plot_curves
 
 __all__ = ['chance_miou', 'class_table', 'latest_run', 'write_report']
 
@@ -82,8 +82,8 @@ def write_report(work_dir: str | Path, num_classes: int) -> str:
         f'\nmulti-scale + flip, per class:\n{class_table(multi / f"{multi.name}.log")}\n'
     )
     (work_dir / 'miou_table.txt').write_text(text)
-    plot_training_curves(
-        latest_run(work_dir / 'train') / 'vis_data' / 'scalars.json',
+    plot_curves(
+        load_curves(work_dir / 'train'),
         work_dir / 'curves.png',
         title='quick start: tiny MAE ViT + UPerNet on shapes',
     )

@@ -6,12 +6,13 @@ from .cases import DENSE_PATH_VARIANT, VARIANT_LABELS
 from .scaling import SCALING_VARIANTS
 from .whole_vs_slide import WHOLE_VS_SLIDE_STEPS
 
-__all__ = ['format_report']
+__all__ = ['amp_name', 'format_header', 'format_report', 'peak_memory_name']
 
 _ROW = '{:<15} {:<16} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9} {:>7}'
 
 
-def _header(result: dict) -> list[str]:
+def format_header(result: dict) -> list[str]:
+    """What was measured, where: model, mode, size; device, threads, torch, rounds."""
     options, env, arch = result['options'], result['environment'], result['arch']
     name = options['arch'] if isinstance(options['arch'], str) else 'custom ViT'
     if options['mode'] == 'segmentor':
@@ -62,9 +63,18 @@ def _case_rows(entry: dict) -> list[str]:
     return rows
 
 
+def amp_name(device: str) -> str:
+    """The autocast dtype of the ``amp`` cases on ``device``: fp16 on CUDA, bf16 on the CPU."""
+    return 'fp16' if device == 'cuda' else 'bf16'
+
+
+def peak_memory_name(device: str) -> str:
+    """What the peak memory of a case is on ``device``."""
+    return 'max_memory_allocated' if device == 'cuda' else 'peak resident set'
+
+
 def _legend(device: str) -> list[str]:
-    peak = 'max_memory_allocated' if device == 'cuda' else 'peak resident set'
-    amp = 'fp16' if device == 'cuda' else 'bf16'
+    peak, amp = peak_memory_name(device), amp_name(device)
     return [
         f'amp: {amp} autocast. infer: forward without autograd; train: forward, backward and',
         'an AdamW step.',
@@ -152,7 +162,7 @@ def _scaling(scaling: dict) -> list[str]:
 def format_report(result: dict) -> str:
     """Header, one block of rows per case, then whole-vs-slide and whole-image scaling if
     measured."""
-    lines = _header(result)
+    lines = format_header(result)
     if result['cases']:
         lines.append('')
         lines.append(

@@ -16,6 +16,7 @@ from torch import nn
 from .cases import BenchmarkError, Case, default_cases, select, variants_for
 from .measure import summarize, time_interleaved
 from .memory import peak_memory
+from .ratio_plot import plot_ratios
 from .scaling import WHOLE_IMAGE_SCALING, measure_scaling, plot_scaling
 from .steps import (
     GemmStep,
@@ -66,6 +67,8 @@ class BenchmarkOptions:
         scaling_sizes: image sizes of ``'whole-image-scaling'``, on a model of
             ``image_size``.
         plot: PNG of ``'whole-image-scaling'`` (time and memory against tokens).
+        ratio_plot: PNG of the timed cases' speed-ups (and memory ratios, if measured)
+            over mmseg's MAE, a bar chart.
     """
 
     mode: str = 'backbone'
@@ -87,6 +90,7 @@ class BenchmarkOptions:
     compile: str | None = None
     scaling_sizes: tuple[tuple[int, int], ...] = ((512, 512), (1024, 1024), (1024, 2048))
     plot: str | None = None
+    ratio_plot: str | None = None
 
 
 def _check(options: BenchmarkOptions) -> None:
@@ -110,8 +114,9 @@ def _check(options: BenchmarkOptions) -> None:
         if any(side % 16 for side in size):
             # mmseg's MAE runs only at its img_size, in whole patches.
             raise BenchmarkError(f'{flag} {tuple(size)}: use multiples of the patch size 16')
-    if options.plot and not options.plot.endswith('.png'):
-        raise BenchmarkError(f'--plot {options.plot}: the plot is a PNG, name it *.png')
+    for flag, path in [('--plot', options.plot), ('--ratio-plot', options.ratio_plot)]:
+        if path and not path.endswith('.png'):
+            raise BenchmarkError(f'{flag} {path}: the plot is a PNG, name it *.png')
 
 
 def _selected(options: BenchmarkOptions) -> tuple[list[Case], bool, bool]:
@@ -127,6 +132,10 @@ def _selected(options: BenchmarkOptions) -> tuple[list[Case], bool, bool]:
     if options.plot and WHOLE_IMAGE_SCALING not in chosen:
         raise BenchmarkError(f'--plot is the plot of --cases {WHOLE_IMAGE_SCALING}: add it')
     cases = [case for case in cases if case.name in chosen]
+    if options.ratio_plot and not cases:
+        raise BenchmarkError(
+            '--ratio-plot charts the timed cases: add one to --cases, e.g. infer-b1-fp32'
+        )
     return cases, WHOLE_VS_SLIDE in chosen, WHOLE_IMAGE_SCALING in chosen
 
 
@@ -150,11 +159,20 @@ def _environment(device: str) -> dict:
 
 
 def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] = print) -> dict:
-    """Measure the selected cases; the result is what ``--json`` writes.
+    """Measure the selected cases; the result is what ``--json`` writes. Charts asked for
+    (``plot``, ``ratio_plot``) are written too.
 
     Raises:
         BenchmarkError: options that cannot run.
     """
+    result = _measure(options, log)
+    if options.ratio_plot:
+        plot_ratios(result, options.ratio_plot)
+        log(f'ratio plot written to {options.ratio_plot}')
+    return result
+
+
+def _measure(options: BenchmarkOptions, log: Callable[[str], None]) -> dict:
     _check(options)
     if options.threads:
         torch.set_num_threads(options.threads)

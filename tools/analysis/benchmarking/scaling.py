@@ -14,9 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from mae_seg.io import atomic_output
-
 from .cases import DENSE_PATH_VARIANT, Case
+from .figures import save_png
 from .measure import summarize, time_interleaved
 from .memory import peak_memory
 from .steps import inference_step
@@ -118,6 +117,4 @@ def plot_scaling(scaling: dict, path: str, title: str) -> None:
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, format='png', dpi=100)
-    plt.close(figure)
+    save_png(figure, path)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.dataset import InfiniteSampler
 
-import mae_seg.datasets.samplers as resumable_data
+import mae_seg.datasets.samplers as samplers
 from mae_seg.datasets import PositionSeededDataset, ResumableInfiniteSampler
 from mae_seg.datasets.rng_state import capture_rng_states, restore_rng_states
 
@@ -17,7 +17,7 @@ SIZE = 7
 
 
 def as_rank(monkeypatch, rank, world_size):
-    for module in (mmengine_sampler, resumable_data):
+    for module in (mmengine_sampler, samplers):
         monkeypatch.setattr(module, 'get_dist_info', lambda: (rank, world_size))
 
 
