@@ -1,15 +1,12 @@
 """The ratio chart of a benchmark result: from a run, and redrawn from its saved JSON."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from benchmarking import BenchmarkError, BenchmarkOptions, run_benchmark
 from benchmarking.ratio_plot import load_result, ratio_figure
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
-PLOT_TOOL = Path(__file__).parents[2] / 'tools' / 'analysis' / 'plot_benchmark.py'
 
 
 def stats(speedup, memory_ratio=None):
@@ -64,13 +61,6 @@ def bars(axis):
     return found
 
 
-def load_plot_tool():
-    spec = importlib.util.spec_from_file_location('plot_benchmark_tool', PLOT_TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bars_are_the_speed_ups_and_memory_ratios_of_each_case():
     figure = ratio_figure(small_result())
     speed, memory = figure.axes
@@ -96,11 +86,11 @@ def test_bars_are_the_speed_ups_and_memory_ratios_of_each_case():
     assert len(ratio_figure(small_result(memory=False)).axes) == 1  # no memory, no panel
 
 
-def test_chart_redrawn_from_a_saved_json(tmp_path, capsys):
+def test_chart_redrawn_from_a_saved_json(load_tool, tmp_path, capsys):
     saved = tmp_path / 'bench.json'
     saved.write_text(json.dumps(small_result()))
     chart = tmp_path / 'charts' / 'ratios.png'
-    assert load_plot_tool().main([str(saved), str(chart)]) == 0
+    assert load_tool('analysis/plot_benchmark.py').main([str(saved), str(chart)]) == 0
     assert chart.read_bytes()[:8] == PNG_MAGIC
     printed = capsys.readouterr().out
     assert "infer-b1-fp32   mmseg's MAE" in printed  # the run's table
@@ -127,13 +117,13 @@ def test_chart_redrawn_from_a_saved_json(tmp_path, capsys):
         ),
     ],
 )
-def test_bad_json_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+def test_bad_json_is_one_line_and_exit_2(load_tool, tmp_path, capsys, content, message):
     saved = tmp_path / 'bench.json'
     if content is not None:
         saved.write_text(content)
     chart = tmp_path / 'ratios.png'
     with pytest.raises(SystemExit) as exit_info:
-        load_plot_tool().main([str(saved), str(chart)])
+        load_tool('analysis/plot_benchmark.py').main([str(saved), str(chart)])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith('plot_benchmark.py: error: ') and message in error

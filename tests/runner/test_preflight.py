@@ -201,10 +201,8 @@ def test_dataset_of_a_loader_with_problems_is_not_built(check, data_options):
     ]
 
 
-def test_layer_decay_depth_given_twice_and_different_is_one_line(capsys, tmp_path, data_options):
-    status, _, err = check(
-        capsys, tmp_path, [*data_options, 'optim_wrapper.paramwise_cfg.num_layers=12']
-    )
+def test_layer_decay_depth_given_twice_and_different_is_one_line(check, data_options):
+    status, _, err = check([*data_options, 'optim_wrapper.paramwise_cfg.num_layers=12'])
     assert status == 2
     assert err == [
         'train.py: error: optim_wrapper.paramwise_cfg.num_layers=12 but the backbone has 4 '
