@@ -27,7 +27,7 @@ export PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}"
 # Config, checkpoint and data mistakes as one line here, not from every process under torchrun;
 # WORLD_SIZE lets the check see the images per process and what SyncBN shares.
 WORLD_SIZE=$((NNODES * GPUS)) "$PYTHON" "$TOOLS/train.py" "$CONFIG" --check "${@:3}"
-"$PYTHON" -m mae_seg.runner.restarts \
+"$PYTHON" -m mae_seg.runner \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

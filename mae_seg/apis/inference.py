@@ -23,7 +23,7 @@ from PIL import Image
 from ..errors import ConfigError
 from ..io import atomic_output, extract_state_dict, load_checkpoint_file
 from ..runner.config import is_tta_model, load_config
-from ..runner.weights import fit_load_from
+from ..runner.weights import fit_load_from, model_build_errors
 
 __all__ = [
     'IMAGE_SUFFIXES',
@@ -145,8 +145,8 @@ def build_segmentor(
         cfg_options: further overrides of the config.
 
     Raises:
-        ConfigError: the config cannot be read or is a TTA config, or the device does not
-            exist.
+        ConfigError: the config cannot be read, is a TTA config or cannot be built, or the
+            device does not exist.
         CheckpointError: the checkpoint is missing or unreadable, or does not fit the
             config (:func:`~mae_seg.runner.weights.fit_load_from`).
     """
@@ -167,7 +167,8 @@ def build_segmentor(
         raise ConfigError(f'slide inference needs model.test_cfg.crop_size and stride in {config}')
     loaded = load_checkpoint_file(checkpoint)
     state_dict = extract_state_dict(loaded)
-    model = init_model(_without_pretrained(cfg), None, device='cpu')
+    with model_build_errors(f'building the model of {config}'):
+        model = init_model(_without_pretrained(cfg), None, device='cpu')
     state_dict, _ = fit_load_from(state_dict, model, checkpoint, purpose='test', target=config)
     model.load_state_dict(state_dict)
     meta = loaded.get('meta', {}) if isinstance(loaded, dict) else {}

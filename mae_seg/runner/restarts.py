@@ -12,7 +12,7 @@ batch size that the model cannot train on came back three times, with eight trac
 starts the next only if no process claimed the stop file. A killed process or a failed
 node gets one line and a restart, which resumes from the latest checkpoint.
 
-``python -m mae_seg.runner.restarts [torchrun options] SCRIPT [script options]``
+``python -m mae_seg.runner [torchrun options] SCRIPT [script options]`` runs :func:`launch`.
 """
 
 from __future__ import annotations
@@ -259,6 +259,3 @@ def _attempts(run, args, max_restarts: int, stop_file: str) -> int:
         gc.collect()  # the failed launch's store must free its port first
     return 1
 
-
-if __name__ == '__main__':
-    sys.exit(launch(sys.argv[1:]))

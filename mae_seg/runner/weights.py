@@ -30,7 +30,7 @@ from mmengine.runner import find_latest_checkpoint
 from mmseg.models.backbones import BEiT
 from mmseg.registry import MODELS
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..io import extract_state_dict, load_checkpoint_file, summarize_keys
 from ..io.fit import KeyMismatch, check_state_dict_fits, load_excuses, matching_keys
 from ..models import MAEViT
@@ -38,6 +38,7 @@ from ..models import MAEViT
 __all__ = [
     'REINIT_KEY',
     'build_meta_model',
+    'model_build_errors',
     'meta_build',
     'check_pretrained_inits',
     'check_weights_fit',
@@ -156,10 +157,34 @@ def meta_build() -> Iterator[None]:
         logger.setLevel(level)
 
 
+@contextmanager
+def model_build_errors(what: str = 'building the model') -> Iterator[None]:
+    """A model that its config cannot build is a config mistake: one line, not a traceback.
+
+    mmengine's registry passes on whatever the class raises for an argument's value (a
+    ``ValueError`` for ``position_fit='extnd'``, a ``TypeError``, an ``AssertionError``),
+    with a traceback through the builders; here it becomes a :class:`ConfigError`.
+
+    Raises:
+        ConfigError: ``'<what>: ValueError: <message on one line>'``.
+    """
+    try:
+        yield
+    except (ConfigError, CheckpointError):
+        raise
+    except Exception as error:  # noqa: BLE001 - any build failure is the config's to see
+        message = ' '.join(str(error).split())
+        raise ConfigError(f'{what}: {type(error).__name__}: {message}') from error
+
+
 def build_meta_model(cfg: Config) -> torch.nn.Module:
-    """The config's model on the meta device (:func:`meta_build`)."""
+    """The config's model on the meta device (:func:`meta_build`).
+
+    Raises:
+        ConfigError: the model cannot be built from the config (:func:`model_build_errors`).
+    """
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    with meta_build():
+    with model_build_errors(), meta_build():
         return MODELS.build(copy.deepcopy(cfg.model))
 
 

@@ -143,6 +143,11 @@ def test_bad_device(infer, tiny_model, images, tmp_path, capsys, device):
         ('model.test_cfg.mode=slid', "model.test_cfg.mode: 'slid' is not 'whole' or 'slide'"),
         ('model.test_cfg.strde=[8,8]', "(did you mean 'stride'?)"),
         ('model.backbone.num_layer=2', "MAEViT takes no argument 'num_layer'"),
+        # A value the class refuses when it is built: MAEViT's own ValueError, one line.
+        (
+            'model.backbone.position_fit=extnd',
+            "building the model of {config}: ValueError: position fit 'extnd' is not one of",
+        ),
     ],
 )
 def test_config_mistakes_are_one_line(
@@ -151,5 +156,5 @@ def test_config_mistakes_are_one_line(
     config, checkpoint = tiny_model
     out = tmp_path / 'out'
     assert infer(config, checkpoint, images[0], '--out-dir', out, '--cfg-options', option) == 2
-    assert_one_error(capsys.readouterr(), expected)
+    assert_one_error(capsys.readouterr(), expected.format(config=config))
     assert not out.exists()

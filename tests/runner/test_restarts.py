@@ -136,3 +136,15 @@ def test_a_recorded_stop_stops_restarts_and_a_new_start_forgets_it(tmp_path, mon
     monkeypatch.setenv('SLURM_RESTART_COUNT', '0')
     assert stop_reason(str(tmp_path)) is None
     assert not (tmp_path / WORK_DIR_STOP_FILE).exists()
+
+
+def test_the_launcher_module_runs_without_a_warning():
+    # dist_train.sh runs `python -m mae_seg.runner`; a module the package imports would warn.
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, '-m', 'mae_seg.runner', '--help'], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and '--max-restarts' in result.stdout
+    assert result.stderr == ''

@@ -128,6 +128,30 @@ def test_test_with_a_checkpoint_of_another_class_count_is_one_line(
     assert not list(tmp_path.glob('*/*.json'))  # no metrics written
 
 
+@pytest.mark.parametrize('check', [False, True], ids=['run', 'check'])
+def test_test_with_a_value_the_model_refuses_is_one_line(
+    load_tool, run_config, capsys, tmp_path, check
+):
+    """MAEViT's own ValueError when it is built, not a traceback through mmengine's registry."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    init_default_scope('mmseg')
+    checkpoint = tmp_path / 'weights.pth'
+    model = MODELS.build(Config.fromfile(str(run_config)).model)
+    torch.save({'meta': {}, 'state_dict': model.state_dict()}, checkpoint)
+    argv = [str(run_config), str(checkpoint), '--work-dir', str(tmp_path / 'work')]
+    argv += ['--cfg-options', 'model.backbone.position_fit=extnd'] + ['--check'] * check
+    assert load_tool('test.py').main(argv) == 2
+    line = assert_one_error_line(capsys.readouterr(), 'test.py')
+    assert line == (
+        "test.py: error: building the model: ValueError: position fit 'extnd' is not one of "
+        "('stretch', 'extend')"
+    )
+    assert not (tmp_path / 'work').exists()
+
+
 def test_batch_of_one_image_is_one_line_at_check_and_at_training(
     load_tool, run_config, capsys, tmp_path
 ):
