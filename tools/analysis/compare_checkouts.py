@@ -87,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     ours, passed = (
         (argv[: argv.index('--')], argv[argv.index('--') + 1 :]) if '--' in argv else (argv, [])
     )
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        usage='%(prog)s BEFORE AFTER [--repeats N] [-- benchmark.py options]',
+        epilog="options after '--' go to tools/analysis/benchmark.py of both checkouts, "
+        "e.g. -- --cases 'infer-*' --rounds 3",
+    )
     parser.add_argument('before', type=Path, help='checkout before the change')
     parser.add_argument('after', type=Path, help='checkout after the change')
     parser.add_argument('--repeats', type=int, default=2, help='benchmark runs per checkout (2)')
