@@ -9,7 +9,8 @@ Runs ``tools/analysis/benchmark.py`` of each checkout, with that checkout's ``ma
 on the path, alternately (before, after, before, after, ...), so both meet the same machine
 load; then prints, per case and model, the median step time of each checkout (the median of
 the repeats' medians), after / before, and each checkout's speed-up over mmseg's ``MAE``
-measured in the same process. ``BEFORE_DIR`` is typically a worktree of the last release
+measured in the same process, and the peak memory of a step (MiB, when measured).
+``BEFORE_DIR`` is typically a worktree of the last release
 (``git worktree add /tmp/before v0.2.0``).
 """
 
@@ -24,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROW = '{:<15} {:<16} {:>10} {:>10} {:>8} {:>10} {:>10}'
+ROW = '{:<15} {:<10} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8}'
 
 
 def run_checkout(checkout: Path, benchmark_args: list[str], out: Path) -> dict:
@@ -42,16 +43,21 @@ def run_checkout(checkout: Path, benchmark_args: list[str], out: Path) -> dict:
 
 
 def medians(results: list[dict]) -> dict[tuple[str, str], dict]:
-    """(case, variant) -> median of the runs' median times and of their speed-ups."""
+    """(case, variant) -> median of the runs' median times, speed-ups and peak MiB (None
+    when memory was not measured)."""
     collected: dict[tuple[str, str], dict[str, list[float]]] = {}
     for result in results:
         for entry in result['cases']:
             for variant, stats in entry['variants'].items():
-                slot = collected.setdefault((entry['case'], variant), {'time': [], 'speedup': []})
+                slot = collected.setdefault(
+                    (entry['case'], variant), {'time': [], 'speedup': [], 'memory': []}
+                )
                 slot['time'].append(stats['median'])
                 slot['speedup'].append(stats['speedup'])
+                if stats.get('memory'):
+                    slot['memory'].append(stats['memory']['net_mb'])
     return {
-        key: {name: statistics.median(values) for name, values in slot.items()}
+        key: {name: statistics.median(values) if values else None for name, values in slot.items()}
         for key, slot in collected.items()
     }
 
@@ -60,8 +66,10 @@ def compare(before: list[dict], after: list[dict]) -> list[str]:
     """The side-by-side table."""
     old, new = medians(before), medians(after)
     lines = [
-        ROW.format('case', 'model', 'before s', 'after s', 'after/', 'speed-up', 'speed-up'),
-        ROW.format('', '', '', '', 'before', 'before', 'after'),
+        ROW.format(
+            'case', 'model', 'before s', 'after s', 'after/', 'speed-up', 'speed-up', 'MiB', 'MiB'
+        ),
+        ROW.format('', '', '', '', 'before', 'before', 'after', 'before', 'after'),
     ]
     for key in old:
         if key not in new:
@@ -77,6 +85,8 @@ def compare(before: list[dict], after: list[dict]) -> list[str]:
                 f'{ratio:.3f}',
                 f'{old[key]["speedup"]:.2f}x',
                 f'{new[key]["speedup"]:.2f}x',
+                '-' if old[key]['memory'] is None else f'{old[key]["memory"]:.0f}',
+                '-' if new[key]['memory'] is None else f'{new[key]["memory"]:.0f}',
             )
         )
     return lines
@@ -96,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('before', type=Path, help='checkout before the change')
     parser.add_argument('after', type=Path, help='checkout after the change')
     parser.add_argument('--repeats', type=int, default=2, help='benchmark runs per checkout (2)')
+    parser.add_argument('--keep-json', type=Path, help="folder for each run's JSON result")
     args = parser.parse_args(ours)
     for checkout in (args.before, args.after):
         if not (checkout / 'tools/analysis/benchmark.py').is_file():
@@ -107,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     results: dict[str, list[dict]] = {'before': [], 'after': []}
     with tempfile.TemporaryDirectory() as scratch:
+        folder = args.keep_json or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         for repeat in range(args.repeats):
             for name, checkout in (('before', args.before), ('after', args.after)):
                 print(
@@ -114,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-                out = Path(scratch) / f'{name}{repeat}.json'
+                out = folder / f'{name}{repeat}.json'
                 try:
                     results[name].append(run_checkout(checkout.resolve(), passed, out))
                 except RuntimeError as error:
